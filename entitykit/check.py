@@ -16,7 +16,7 @@ from pycocotools import mask as mask_utils
 
 from .dataset import ANNOTATION_KEYS, IMAGE_KEYS, EntityDataset
 from .errors import DatasetError
-from .masks import rle_counts
+from .masks import overlapping_pairs, rle_counts
 from .progress import progress_bar
 
 
@@ -181,24 +181,9 @@ def _check_masks(img: dict[str, Any], anns: list[dict[str, Any]], problem) -> No
     union = int(mask_utils.area(mask_utils.merge(rles, intersect=False)))
     total = int(areas.sum())
     if union != total:
-        pairs = _overlapping_pairs(anns, rles)
-        detail = "; ".join(f"annotations {i} and {j}: {n} px" for i, j, n in pairs[:5])
+        pairs = overlapping_pairs(rles)
+        detail = "; ".join(f"annotations {anns[i]['id']} and {anns[j]['id']}: {n} px" for i, j, n in pairs[:5])
         problem(f"image {img['id']!r}", f"entities overlap ({total - union} px counted twice): {detail}")
-
-
-def _overlapping_pairs(anns: list[dict[str, Any]], rles: list[dict[str, Any]]) -> list[tuple[Any, Any, int]]:
-    """Only called on an image known to overlap, to name the culprits."""
-    pairs = []
-    boxes = mask_utils.toBbox(rles)
-    for i in range(len(rles)):
-        for j in range(i + 1, len(rles)):
-            bi, bj = boxes[i], boxes[j]
-            if bi[0] >= bj[0] + bj[2] or bj[0] >= bi[0] + bi[2] or bi[1] >= bj[1] + bj[3] or bj[1] >= bi[1] + bi[3]:
-                continue
-            n = int(mask_utils.area(mask_utils.merge([rles[i], rles[j]], intersect=True)))
-            if n:
-                pairs.append((anns[i]["id"], anns[j]["id"], n))
-    return pairs
 
 
 def _check_image_file(ds: EntityDataset, img: dict[str, Any], problem) -> None:

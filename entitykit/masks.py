@@ -76,6 +76,25 @@ def rle_bbox(rles: Sequence[RLE]) -> np.ndarray:
     return mask_utils.toBbox(_as_c_rles(rles)) if len(rles) else np.zeros((0, 4))
 
 
+def overlapping_pairs(rles: Sequence[RLE]) -> list[tuple[int, int, int]]:
+    """(i, j, shared pixels) for every pair of masks that overlap; box-pruned, RLE-domain (pycocotools).
+
+    Meant for naming culprits once an overlap is known, not as a hot path: it is O(masks²).
+    """
+    c_rles = _as_c_rles(rles)
+    boxes = mask_utils.toBbox(c_rles) if c_rles else np.zeros((0, 4))
+    pairs = []
+    for i in range(len(c_rles)):
+        for j in range(i + 1, len(c_rles)):
+            bi, bj = boxes[i], boxes[j]
+            if bi[0] >= bj[0] + bj[2] or bj[0] >= bi[0] + bi[2] or bi[1] >= bj[1] + bj[3] or bj[1] >= bi[1] + bi[3]:
+                continue
+            n = int(mask_utils.area(mask_utils.merge([c_rles[i], c_rles[j]], intersect=True)))
+            if n:
+                pairs.append((i, j, n))
+    return pairs
+
+
 def encode_id_map(id_map: np.ndarray) -> tuple[np.ndarray, list[RLE], np.ndarray]:
     """Split an id map into one RLE per non-zero id, in one pass over the pixels.
 

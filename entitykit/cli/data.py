@@ -11,10 +11,12 @@ import typer
 from rich.table import Table
 
 from ..check import check_dataset
-from ..convert import convert_coco_panoptic
+from ..convert import convert_ade20k, convert_cityscapes, convert_coco_panoptic, convert_entityseg, convert_sam
 from ..dataset import EntityDataset
 from ..masks import ID_MAP_FORMATS
 from ..stats import dataset_stats
+from rich.markup import escape
+
 from ._app import app, console, err_console, user_errors
 
 convert_app = typer.Typer(help="Convert a source dataset to the entity format.", no_args_is_help=True)
@@ -53,10 +55,112 @@ def convert_coco_panoptic_cmd(
         keep_going=keep_going,
         progress=not quiet,
     )
+    _finish(ds, output, id_maps, id_map_format, quiet)
+
+
+def _finish(ds, output: Path, id_maps: Optional[Path], id_map_format: str, quiet: bool) -> None:
     if id_maps is not None:
         ds.export_id_maps(id_maps, id_map_format, progress=not quiet)
     ds.save(output)
     _print_conversion(ds.info["conversion"], output)
+
+
+OUTPUT = typer.Option(..., "--output", "-o", help="Entity dataset JSON to write.")
+WORKERS = typer.Option(0, "--workers", "-j", help="Worker processes (0 = all cores).")
+KEEP_GOING = typer.Option(False, "--keep-going", help="Record problems and go on: skip bad images, drop bad segments.")
+ID_MAPS = typer.Option(None, "--id-maps", help="Also write per-image id-map PNGs (the paper's P) to this folder.")
+ID_MAP_FORMAT = typer.Option("png16", help=ID_MAP_FORMAT_HELP)
+QUIET = typer.Option(False, "--quiet", "-q", help="No progress bar.")
+CROWD = typer.Option("void", help="Crowd regions: 'void' (dropped) or 'keep' (iscrowd=1, ignored by scoring).")
+
+
+@convert_app.command("cityscapes")
+@user_errors
+def convert_cityscapes_cmd(
+    root: Path = typer.Argument(..., help="Cityscapes root holding gtFine/ and leftImg8bit/."),
+    split: str = typer.Option("val", help="train, val or test."),
+    output: Path = OUTPUT,
+    crowd: str = CROWD,
+    source: str = typer.Option("cityscapes", help="Name recorded as every item's source."),
+    workers: int = WORKERS,
+    keep_going: bool = KEEP_GOING,
+    id_maps: Optional[Path] = ID_MAPS,
+    id_map_format: str = ID_MAP_FORMAT,
+    quiet: bool = QUIET,
+) -> None:
+    """Cityscapes gtFine (instanceIds) → entities: 19 evaluated classes, thing pixels without instance = crowd."""
+    ds = convert_cityscapes(root, split, crowd=crowd, source=source, workers=_workers(workers), keep_going=keep_going,
+                            progress=not quiet)
+    _finish(ds, output, id_maps, id_map_format, quiet)
+
+
+@convert_app.command("ade20k")
+@user_errors
+def convert_ade20k_cmd(
+    root: Path = typer.Argument(..., help="ADEChallengeData2016 folder (challenge form) or the ADE20K index tree (full form)."),
+    split: str = typer.Option("validation", help="training or validation (challenge form)."),
+    form: str = typer.Option("challenge", "--form", help="'challenge' (semantic + instance PNGs) or 'full' (*_seg.png)."),
+    semantic_dir: Optional[Path] = typer.Option(None, help="Override annotations/<split>."),
+    instance_dir: Optional[Path] = typer.Option(None, help="Override annotations_instance/<split>."),
+    image_dir: Optional[Path] = typer.Option(None, help="Override images/<split>."),
+    semantic_only: bool = typer.Option(False, "--semantic-only", help="No instance PNGs: one entity per class region."),
+    output: Path = OUTPUT,
+    source: str = typer.Option("ade20k", help="Name recorded as every item's source."),
+    workers: int = WORKERS,
+    keep_going: bool = KEEP_GOING,
+    id_maps: Optional[Path] = ID_MAPS,
+    id_map_format: str = ID_MAP_FORMAT,
+    quiet: bool = QUIET,
+) -> None:
+    """ADE20K → entities: stuff classes from the semantic map, instances overwrite (or the full _seg.png form)."""
+    ds = convert_ade20k(root, split, form=form, semantic_dir=semantic_dir, instance_dir=instance_dir,
+                        image_dir=image_dir, semantic_only=semantic_only, source=source, workers=_workers(workers),
+                        keep_going=keep_going, progress=not quiet)
+    _finish(ds, output, id_maps, id_map_format, quiet)
+
+
+@convert_app.command("entityseg")
+@user_errors
+def convert_entityseg_cmd(
+    annotation_json: Path = typer.Argument(..., help="EntitySeg COCO-RLE JSON (match the images: *_lr.json ↔ images_lr/)."),
+    output: Path = OUTPUT,
+    images: Optional[Path] = typer.Option(None, "--images", help="Folder of the images (recorded in the output)."),
+    overlap: str = typer.Option("error", help="Overlapping masks: 'error', 'small-wins' or 'large-wins'."),
+    crowd: str = typer.Option("keep", help="iscrowd annotations: 'keep' (iscrowd=1) or 'void'."),
+    source: str = typer.Option("entityseg", help="Name recorded as every item's source."),
+    workers: int = WORKERS,
+    keep_going: bool = KEEP_GOING,
+    id_maps: Optional[Path] = ID_MAPS,
+    id_map_format: str = ID_MAP_FORMAT,
+    quiet: bool = QUIET,
+) -> None:
+    """EntitySeg → entities: validated, counts normalised, RLE size checked against each image, class kept as provenance."""
+    ds = convert_entityseg(annotation_json, image_root=images, overlap=overlap, crowd=crowd, source=source,
+                           workers=_workers(workers), keep_going=keep_going, progress=not quiet)
+    _finish(ds, output, id_maps, id_map_format, quiet)
+
+
+@convert_app.command("sam")
+@user_errors
+def convert_sam_cmd(
+    inputs: Path = typer.Argument(..., help="An SA-1B image JSON, an AMG coco_rle JSON, or a folder of them."),
+    rule: str = typer.Option(..., "--rule", help="Who owns a pixel two masks claim: 'score', 'small-wins' or 'large-wins'."),
+    output: Path = OUTPUT,
+    score_key: str = typer.Option("predicted_iou", help="Score used by --rule score (or stability_score)."),
+    min_area: int = typer.Option(0, help="Drop masks smaller than this many pixels before resolving."),
+    images: Optional[Path] = typer.Option(None, "--images", help="Folder of the images (recorded in the output)."),
+    image_ext: str = typer.Option(".jpg", help="Image suffix for AMG JSONs, which carry no file name."),
+    source: str = typer.Option("sam", help="Name recorded as every item's source."),
+    workers: int = WORKERS,
+    keep_going: bool = KEEP_GOING,
+    id_maps: Optional[Path] = ID_MAPS,
+    id_map_format: str = ID_MAP_FORMAT,
+    quiet: bool = QUIET,
+) -> None:
+    """Segment Anything masks → entities, overlaps resolved by the declared --rule (recorded in the output)."""
+    ds = convert_sam(inputs, rule=rule, score_key=score_key, min_area=min_area, image_root=images, image_ext=image_ext,
+                     source=source, workers=_workers(workers), keep_going=keep_going, progress=not quiet)
+    _finish(ds, output, id_maps, id_map_format, quiet)
 
 
 def _print_conversion(conv: dict, output: Path) -> None:
@@ -67,16 +171,19 @@ def _print_conversion(conv: dict, output: Path) -> None:
         ("images", f"{conv['images']:,} of {conv['images_in']:,}"),
         ("entities", f"{conv['entities']:,}"),
         ("things / stuff", f"{conv['things']:,} / {conv['stuff']:,}" + (f" (+{conv['unknown_kind']:,} unknown)" if conv["unknown_kind"] else "")),
-        ("crowd segments", f"{conv['crowd_segments']:,} → {'void' if conv['crowd'] == 'void' else 'iscrowd=1'}"),
+        ("crowd segments", f"{conv['crowd_segments']:,} → {'iscrowd=1' if conv.get('crowd') == 'keep' else 'void'}"),
         ("void fraction", f"{conv['void_fraction']:.2%}"),
         ("skipped images", f"{conv['skipped_images']:,}"),
+        *([("overlap rule", f"{conv['overlap_rule']}: {conv['overlap_resolution']['changed_masks']:,} masks changed, "
+            f"{conv['overlap_resolution']['dropped_masks']:,} dropped, {conv['overlap_resolution']['contested_pixels']:,} px contested")]
+          if conv.get("overlap_resolution") else []),
         ("problems", f"{len(conv['problems']):,}"),
     ]
     for k, v in rows:
         table.add_row(k, v)
     console.print(table)
     for p in conv["problems"][:20]:
-        err_console.print(f"[yellow]skipped:[/] {p['path']}: {p['item']}: {p['problem']}", highlight=False)
+        err_console.print(f"[yellow]skipped:[/] {escape(str(p['path']))}: {escape(str(p['item']))}: {escape(p['problem'])}", highlight=False)
     if len(conv["problems"]) > 20:
         err_console.print(f"[yellow]… {len(conv['problems']) - 20} more problems listed in the output's info.conversion.problems[/]")
 
@@ -134,7 +241,7 @@ def check(
         console.print_json(json.dumps(report.as_dict()))
     else:
         for p in report.problems[:50]:
-            err_console.print(f"[red]✗[/] {p}", highlight=False, soft_wrap=True)
+            err_console.print(f"[red]✗[/] {escape(str(p))}", highlight=False, soft_wrap=True)
         if len(report.problems) > 50:
             err_console.print(f"[red]… {len(report.problems) - 50} more[/]")
         files = "image files checked" if report.checked_image_files else "image files not checked (no image folder)"

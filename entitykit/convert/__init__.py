@@ -1,5 +1,18 @@
 """Converters: source datasets → the entity format (see docs/entity-format.md)."""
 
+from ._common import OVERLAP_RULES, resolve_overlaps
+from .ade20k import convert_ade20k
+from .cityscapes import convert_cityscapes
 from .coco_panoptic import convert_coco_panoptic
+from .entityseg import convert_entityseg
+from .sam import convert_sam
 
-__all__ = ["convert_coco_panoptic"]
+__all__ = [
+    "OVERLAP_RULES",
+    "convert_ade20k",
+    "convert_cityscapes",
+    "convert_coco_panoptic",
+    "convert_entityseg",
+    "convert_sam",
+    "resolve_overlaps",
+]

@@ -1,0 +1,309 @@
+"""What every converter shares: id map → annotations, an ordered worker pool, and assembly.
+
+A converter reads its format into one integer id map per image plus a description of each id
+(crowd? thing? which source class?); everything after that is the same for all formats.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+from ..dataset import EntityDataset, new_info
+from ..errors import DatasetError
+from ..masks import encode_id_map, rle_bbox
+from ..progress import progress_bar
+
+CROWD_MODES = ("void", "keep")
+
+
+@dataclass
+class Segment:
+    """One id of an id map: what the source says about it."""
+
+    iscrowd: int = 0
+    isthing: int | None = None
+    source_category: Any = None
+    extra: dict[str, Any] | None = None  # more provenance fields copied onto the annotation
+
+
+@dataclass
+class ImageRecord:
+    """The image entry a converter produces (its id may be a string; assembly renumbers those)."""
+
+    id: Any
+    file_name: str
+    height: int
+    width: int
+
+
+@dataclass
+class ImageResult:
+    image: ImageRecord
+    annotations: list[dict[str, Any]] = field(default_factory=list)  # without id / image_id / source
+    problems: list[DatasetError] = field(default_factory=list)
+    ok: bool = True
+    crowd_segments: int = 0
+    void_pixels: int = 0
+    overlap: dict[str, int] | None = None  # for converters that resolve overlapping masks
+
+    @classmethod
+    def failed(cls, image: ImageRecord, problem: DatasetError) -> ImageResult:
+        return cls(image, problems=[problem], ok=False)
+
+
+@dataclass
+class IdMapEntities:
+    annotations: list[dict[str, Any]]  # in the order of ``segments``
+    crowd_segments: int
+    void_pixels: int
+    unknown: dict[int, int]  # id in the map but not in ``segments`` → its pixel count (made void)
+    missing: list[int]  # id in ``segments`` but absent from the map
+
+
+def annotations_from_id_map(id_map: np.ndarray, segments: dict[int, Segment], crowd: str) -> IdMapEntities:
+    """Entities of an id map, one per described id, in the order of ``segments``.
+
+    Ids of the map missing from ``segments`` become void and are reported; crowd segments become
+    void unless ``crowd="keep"``.
+    """
+    ids, rles, areas = encode_id_map(id_map)
+    index = {sid: k for k, sid in enumerate(ids.tolist())}
+    keep, missing, crowd_segments = [], [], 0
+    for sid, seg in segments.items():
+        k = index.get(sid)
+        if k is None:
+            missing.append(sid)
+            continue
+        if seg.iscrowd:
+            crowd_segments += 1
+            if crowd == "void":
+                continue
+        keep.append((k, seg))
+    unknown = {sid: int(areas[k]) for sid, k in index.items() if sid not in segments}
+    boxes = rle_bbox([rles[k] for k, _ in keep])
+    anns, kept = [], 0
+    for (k, seg), box in zip(keep, boxes.tolist()):
+        area = int(areas[k])
+        kept += area
+        ann = {
+            "category_id": 1,
+            "segmentation": rles[k],
+            "area": area,
+            "bbox": [int(v) for v in box],
+            "iscrowd": int(seg.iscrowd),
+        }
+        if seg.isthing is not None:
+            ann["isthing"] = int(seg.isthing)
+        if seg.source_category is not None:
+            ann["source_category"] = seg.source_category
+        if seg.extra:
+            ann.update(seg.extra)
+        anns.append(ann)
+    return IdMapEntities(anns, crowd_segments, id_map.size - kept, unknown, missing)
+
+
+J = TypeVar("J")
+
+
+def run_ordered(fn: Callable[[J], ImageResult], jobs: list[J], workers: int) -> Iterator[ImageResult]:
+    """Results in job order (so output is identical for any worker count); a pool when workers > 1."""
+    if workers <= 1 or len(jobs) <= 1:
+        yield from map(fn, jobs)
+        return
+    chunksize = max(1, min(16, len(jobs) // (workers * 8)))
+    with multiprocessing.get_context().Pool(workers) as pool:
+        yield from pool.imap(fn, jobs, chunksize=chunksize)
+
+
+def collect(
+    results: Iterable[ImageResult], total: int, label: str, *, keep_going: bool, progress: bool
+) -> list[ImageResult]:
+    """Drain results with a progress bar; the first problem is raised unless ``keep_going``."""
+    out = []
+    with progress_bar(total, label, enabled=progress) as advance:
+        for res in results:
+            if res.problems and not keep_going:
+                raise res.problems[0]
+            out.append(res)
+            advance()
+    return out
+
+
+def assemble(
+    results: list[ImageResult],
+    *,
+    source: str,
+    description: str,
+    conversion: dict[str, Any],
+    images_in: int,
+    plan_problems: list[DatasetError] = (),  # type: ignore[assignment]
+    image_root: str | Path | None = None,
+) -> EntityDataset:
+    """Number images and annotations, attach provenance, and record the conversion summary."""
+    string_ids = any(not isinstance(r.image.id, int) or isinstance(r.image.id, bool) for r in results)
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
+    problems = list(plan_problems)
+    things = stuff = unknown_kind = crowd_segments = void = pixels = 0
+    overlap: dict[str, int] = {}
+    for res in results:
+        problems.extend(res.problems)
+        for k, v in (res.overlap or {}).items():
+            overlap[k] = overlap.get(k, 0) + v
+        if not res.ok:
+            continue
+        rec = res.image
+        image_id = len(images) + 1 if string_ids else rec.id
+        image = {"id": image_id, "file_name": rec.file_name, "height": rec.height, "width": rec.width, "source": source}
+        if string_ids:
+            image["source_id"] = rec.id
+        images.append(image)
+        for ann in res.annotations:
+            annotations.append({"id": len(annotations) + 1, "image_id": image_id, **ann, "source": source})
+            if ann["iscrowd"]:
+                continue
+            kind = ann.get("isthing")
+            if kind is None:
+                unknown_kind += 1
+            elif kind:
+                things += 1
+            else:
+                stuff += 1
+        crowd_segments += res.crowd_segments
+        void += res.void_pixels
+        pixels += rec.height * rec.width
+    summary = {
+        **conversion,
+        "images_in": images_in,
+        "images": len(images),
+        "entities": sum(1 for a in annotations if not a["iscrowd"]),
+        "crowd_kept": sum(1 for a in annotations if a["iscrowd"]),
+        "things": things,
+        "stuff": stuff,
+        "unknown_kind": unknown_kind,
+        "crowd_segments": crowd_segments,
+        "void_fraction": void / pixels if pixels else 0.0,
+        "skipped_images": images_in - len(images),
+        "problems": [{"path": p.path, "item": p.item, "problem": p.problem} for p in problems],
+    }
+    if overlap:
+        summary["overlap_resolution"] = overlap
+    return EntityDataset(
+        images=images,
+        annotations=annotations,
+        info=new_info(description, conversion=summary),
+        image_root=Path(image_root) if image_root is not None else None,
+    )
+
+
+def check_crowd_mode(crowd: str) -> None:
+    if crowd not in CROWD_MODES:
+        raise DatasetError(f"unknown crowd mode {crowd!r}; choose one of {CROWD_MODES}")
+
+
+def problem_sink(where: str, keep_going: bool) -> tuple[list[DatasetError], Callable[[str, str], None]]:
+    """A list of recorded problems and a function that raises (strict) or records (keep going)."""
+    problems: list[DatasetError] = []
+
+    def problem(item: str, text: str) -> None:
+        err = DatasetError(text, where, item)
+        if not keep_going:
+            raise err
+        problems.append(err)
+
+    return problems, problem
+
+
+OVERLAP_RULES = ("score", "small-wins", "large-wins", "error")
+
+
+@dataclass
+class Resolved:
+    """Overlapping masks turned into a partition by a declared rule."""
+
+    id_map: np.ndarray  # value i + 1 = mask i (input order); 0 = none
+    changed_masks: int  # masks that lost at least one pixel
+    dropped_masks: int  # masks that lost every pixel
+    changed_pixels: int  # pixels claimed by more than one mask
+
+
+def resolve_overlaps(
+    rles: list[dict[str, Any]], height: int, width: int, rule: str, scores: list[float] | None = None
+) -> Resolved:
+    """Paint masks so the winner of every contested pixel follows ``rule``.
+
+    ``score``: the highest score owns the pixel; ``small-wins`` / ``large-wins``: by mask area.
+    Ties keep input order (the earlier mask wins). ``error`` raises ValueError on any overlap.
+    """
+    from ..masks import decode_to_id_map, rle_area
+
+    n = len(rles)
+    if n == 0:
+        return Resolved(np.zeros((height, width), np.int32), 0, 0, 0)
+    areas = rle_area(rles)
+    if rule == "score":
+        if scores is None:
+            raise ValueError("rule 'score' needs scores")
+        key = np.asarray(scores, np.float64)
+    elif rule in ("small-wins", "error"):
+        key = -areas.astype(np.float64)
+    elif rule == "large-wins":
+        key = areas.astype(np.float64)
+    else:
+        raise ValueError(f"unknown overlap rule {rule!r}; choose one of {OVERLAP_RULES}")
+    # Paint from loser to winner: ascending key, and among equals the later input first.
+    order = np.lexsort((-np.arange(n), key))
+    id_map, overlap = decode_to_id_map([rles[i] for i in order], order + 1, height, width)
+    if overlap and rule == "error":
+        raise ValueError(f"masks overlap ({overlap} px claimed twice)")
+    if not overlap:
+        return Resolved(id_map, 0, 0, 0)
+    final = np.bincount(id_map.ravel(), minlength=n + 1)[1:]
+    lost = final < areas
+    return Resolved(id_map, int(lost.sum()), int((final == 0).sum()), int(overlap))
+
+
+@dataclass
+class RleImageJob:
+    """One image whose entities arrive as (possibly overlapping) RLE masks: EntitySeg, SAM."""
+
+    image: ImageRecord
+    masks: list[dict[str, Any]]
+    segments: list[Segment]
+    labels: list[str]  # how to name mask i in a message, e.g. "annotation 17"
+    rule: str
+    crowd: str
+    where: str
+    scores: list[float] | None = None
+
+
+def convert_rle_image(job: RleImageJob) -> ImageResult:
+    """Check sizes, resolve overlaps by the job's rule, and re-encode the partition as entities."""
+    from ..masks import overlapping_pairs
+
+    rec = job.image
+    item = f"image {rec.id!r}"
+    for mask, label in zip(job.masks, job.labels):
+        size = list(mask.get("size", []))
+        if size != [rec.height, rec.width]:
+            return ImageResult.failed(rec, DatasetError(
+                f"{label}: RLE size {size} ≠ the image's [height, width] [{rec.height}, {rec.width}] "
+                "(annotations made for another resolution of the image, e.g. a low-res copy?)", job.where, item))
+    try:
+        res = resolve_overlaps(job.masks, rec.height, rec.width, job.rule, job.scores)
+    except ValueError:
+        i, j, n = overlapping_pairs(job.masks)[0]
+        return ImageResult.failed(rec, DatasetError(
+            f"{job.labels[i]} and {job.labels[j]} overlap by {n} px; choose an overlap rule "
+            f"({', '.join(r for r in OVERLAP_RULES if r != 'error')})", job.where, item))
+    ents = annotations_from_id_map(res.id_map, {i + 1: seg for i, seg in enumerate(job.segments)}, job.crowd)
+    result = ImageResult(rec, ents.annotations, [], True, ents.crowd_segments, ents.void_pixels)
+    result.overlap = {"changed_masks": res.changed_masks, "dropped_masks": len(ents.missing),
+                      "contested_pixels": res.changed_pixels}
+    return result

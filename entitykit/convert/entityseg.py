@@ -1,0 +1,115 @@
+"""EntitySeg (High-Quality Entity Segmentation) → the entity format.
+
+EntitySeg is already entity-style COCO RLE; this validates it, normalises RLE counts to compressed
+strings, checks each RLE's size against its image (the low-res `*_lr.json` and high-res copies
+must not be mixed), keeps the class as provenance (`category_id_ori`, `source_category`,
+`isthing` from the category's `type`), and resolves overlap by a declared rule.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pycocotools import mask as mask_utils
+
+from ..dataset import EntityDataset
+from ..errors import DatasetError
+from ..fileio import read_json
+from ._common import (
+    OVERLAP_RULES,
+    ImageRecord,
+    RleImageJob,
+    Segment,
+    assemble,
+    check_crowd_mode,
+    collect,
+    convert_rle_image,
+    problem_sink,
+    run_ordered,
+)
+
+
+def normalise_segmentation(seg: Any, height: int, width: int) -> dict[str, Any]:
+    """Any COCO segmentation (compressed RLE, uncompressed counts list, polygons) → RLE with bytes counts."""
+    if isinstance(seg, dict) and isinstance(seg.get("counts"), str):
+        return {"size": list(seg["size"]), "counts": seg["counts"].encode("ascii")}
+    if isinstance(seg, dict) and isinstance(seg.get("counts"), list):
+        h, w = seg["size"]
+        rle = mask_utils.frPyObjects(seg, h, w)
+        return {"size": list(rle["size"]), "counts": rle["counts"]}
+    if isinstance(seg, list) and seg and all(isinstance(p, list) for p in seg):  # polygons
+        return mask_utils.merge(mask_utils.frPyObjects(seg, height, width))
+    raise ValueError("segmentation is neither an RLE {size, counts} nor a list of polygons")
+
+
+def convert_entityseg(
+    annotation_json: str | Path,
+    *,
+    image_root: str | Path | None = None,
+    overlap: str = "error",
+    crowd: str = "keep",
+    source: str = "entityseg",
+    workers: int = 1,
+    keep_going: bool = False,
+    progress: bool = False,
+) -> EntityDataset:
+    """``overlap``: 'error' (default: EntitySeg should not overlap), 'small-wins' or 'large-wins'."""
+    check_crowd_mode(crowd)
+    if overlap not in OVERLAP_RULES or overlap == "score":
+        raise DatasetError(f"overlap rule {overlap!r} not available for EntitySeg (no scores); use error, small-wins or large-wins")
+    path = Path(annotation_json)
+    data = read_json(path, "EntitySeg JSON")
+    where = str(path)
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list) or not isinstance(data.get("annotations"), list):
+        raise DatasetError("expected a COCO JSON object with 'images' and 'annotations' lists", where)
+    problems, problem = problem_sink(where, keep_going)
+    cats = {c.get("id"): c for c in data.get("categories") or [] if isinstance(c, dict)}
+    images: dict[Any, dict[str, Any]] = {}
+    for i, img in enumerate(data["images"]):
+        if not isinstance(img, dict) or any(k not in img for k in ("id", "file_name", "height", "width")):
+            raise DatasetError("image lacks id/file_name/height/width", where, f"images[{i}]")
+        if img["id"] in images:
+            raise DatasetError("duplicate image id", where, f"image {img['id']!r}")
+        images[img["id"]] = img
+    per_image: dict[Any, list[tuple[dict[str, Any], Segment, str]]] = {k: [] for k in images}
+    seen_ids: set[Any] = set()
+    for j, ann in enumerate(data["annotations"]):
+        label = f"annotation {ann.get('id', f'[{j}]')!r}" if isinstance(ann, dict) else f"annotations[{j}]"
+        if not isinstance(ann, dict) or "segmentation" not in ann or "image_id" not in ann:
+            problem(label, "lacks segmentation or image_id")
+            continue
+        if "id" in ann and ann["id"] in seen_ids:
+            problem(label, "duplicate annotation id")
+            continue
+        seen_ids.add(ann.get("id"))
+        img = images.get(ann["image_id"])
+        if img is None:
+            problem(f"{label} (image_id {ann['image_id']!r})", "annotation for an unknown image")
+            continue
+        try:
+            rle = normalise_segmentation(ann["segmentation"], img["height"], img["width"])
+        except Exception as e:  # pycocotools raises bare exceptions on malformed input
+            problem(f"{label} (image {img['id']!r})", f"bad segmentation: {e}")
+            continue
+        cat_ori = ann.get("category_id_ori", ann.get("category_id"))
+        cat = cats.get(cat_ori) or {}
+        kind = cat.get("type")
+        extra = {"category_id_ori": cat_ori} if cat_ori is not None else {}
+        if "id" in ann:
+            extra["source_id"] = ann["id"]
+        seg = Segment(int(bool(ann.get("iscrowd", 0))), {"thing": 1, "stuff": 0}.get(kind), cat.get("name"), extra)
+        per_image[img["id"]].append((rle, seg, label))
+    jobs = []
+    for img_id, img in images.items():
+        entries = per_image[img_id]
+        record = ImageRecord(img_id, img["file_name"], int(img["height"]), int(img["width"]))
+        jobs.append(RleImageJob(record, [e[0] for e in entries], [e[1] for e in entries], [e[2] for e in entries],
+                                overlap if overlap != "error" else "error", crowd, where))
+    results = collect(run_ordered(convert_rle_image, jobs, workers), len(jobs), f"convert {path.name}",
+                      keep_going=keep_going, progress=progress)
+    return assemble(
+        results, source=source, description=f"entities from EntitySeg {path.name}",
+        conversion={"from": "entityseg", "annotation_json": where, "overlap_rule": overlap, "crowd": crowd},
+        images_in=len(images), plan_problems=problems, image_root=image_root,
+    )
