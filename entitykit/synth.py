@@ -1,7 +1,8 @@
 """Synthetic COCO-panoptic datasets, so the whole pipeline runs offline and tests need no downloads.
 
 Each image is a partition: a few stuff regions (some made of disconnected parts) under things of
-several shapes and sizes; every region gets a textured colour so a model can learn boundaries.
+several shapes and sizes; every region gets a colour and a texture (stripes, checkerboard,
+gradient or flat), so a model must learn regions, not just colours.
 """
 
 from __future__ import annotations
@@ -73,15 +74,31 @@ def synthetic_panoptic_image(
 
 
 def render_image(rng: np.random.Generator, panoptic: np.ndarray) -> np.ndarray:
-    """An RGB picture of the partition: a colour per segment, texture, and darker boundaries."""
+    """An RGB picture of the partition: per segment a colour and a texture (flat, stripes at some
+    angle and period, checkerboard, or a gradient), sensor noise, and slightly darker boundaries."""
     ids, inv = np.unique(panoptic, return_inverse=True)
-    colours = rng.integers(20, 236, size=(ids.size, 3))
-    img = colours[inv.reshape(panoptic.shape)].astype(np.float32)
-    img += rng.normal(0, 12, size=img.shape)
+    inv = inv.reshape(panoptic.shape)
+    n = ids.size
+    h, w = panoptic.shape
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    base = rng.integers(30, 226, size=(n, 3)).astype(np.float32)
+    second = np.clip(base + rng.normal(0, 60, size=(n, 3)), 0, 255).astype(np.float32)
+    kind = rng.integers(0, 4, size=n)  # 0 flat, 1 stripes, 2 checker, 3 gradient
+    angle = rng.uniform(0, np.pi, size=n).astype(np.float32)
+    period = rng.uniform(4, 16, size=n).astype(np.float32)
+    a, p, k = angle[inv], period[inv], kind[inv]
+    u = xx * np.cos(a) + yy * np.sin(a)
+    v = -xx * np.sin(a) + yy * np.cos(a)
+    stripes = (np.sin(2 * np.pi * u / p) > 0).astype(np.float32)
+    checker = ((np.floor(u / p) + np.floor(v / p)) % 2).astype(np.float32)
+    gradient = (u - u.min()) / max(float(np.ptp(u)), 1.0)
+    t = np.select([k == 1, k == 2, k == 3], [stripes, checker, gradient], default=0.0)[..., None]
+    img = base[inv] * (1 - t) + second[inv] * t
+    img += rng.normal(0, 8, size=img.shape).astype(np.float32)
     edge = np.zeros(panoptic.shape, bool)
     edge[1:] |= panoptic[1:] != panoptic[:-1]
     edge[:, 1:] |= panoptic[:, 1:] != panoptic[:, :-1]
-    img[edge] *= 0.6
+    img[edge] *= 0.7
     return np.clip(img, 0, 255).astype(np.uint8)
 
 

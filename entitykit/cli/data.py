@@ -207,8 +207,8 @@ def info(
     if st.things or st.stuff:
         t.add_row("things / stuff", f"{st.things:,} / {st.stuff:,}")
     e = st.entities_per_image
-    t.add_row("entities per image", f"mean {e['mean']:.1f} · min {e['p0']:.0f} · p5 {e['p5']:.0f} · p25 {e['p25']:.0f} · "
-              f"median {e['p50']:.0f} · p75 {e['p75']:.0f} · p95 {e['p95']:.0f} · max {e['p100']:.0f}")
+    t.add_row("entities per image", f"mean {e['mean']:.1f} · median {e['p50']:.0f} · min {e['p0']:.0f} · max {e['p100']:.0f}")
+    t.add_row("  percentiles 5/25/75/95", f"{e['p5']:.0f} / {e['p25']:.0f} / {e['p75']:.0f} / {e['p95']:.0f}")
     n = max(st.entities, 1)
     b = st.area_buckets
     t.add_row("area S / M / L", f"{b['small']:,} ({b['small'] / n:.0%}) / {b['medium']:,} ({b['medium'] / n:.0%}) / {b['large']:,} ({b['large'] / n:.0%})")
