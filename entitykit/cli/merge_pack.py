@@ -1,0 +1,165 @@
+"""Dataset-mix commands: merge (several entity datasets → one) and pack (→ HDF5 shards)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from ..errors import EntityKitError
+from ..merge import MergeError, merge_datasets
+from ..pack import DEFAULT_SHARD_IMAGES, pack_dataset, verify_pack
+from ._app import app, console, err_console, user_errors
+
+
+def _pairs(values: list[str], what: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for v in values:
+        name, sep, rest = v.partition("=")
+        if not sep or not name or not rest:
+            raise EntityKitError(f"{what} must look like NAME=VALUE, got {v!r}")
+        if name in out:
+            raise EntityKitError(f"{what} given twice for {name!r}")
+        out[name] = rest
+    return out
+
+
+def _print_problems(e: MergeError) -> None:
+    """List every problem; the last line (the error itself) is printed by @user_errors."""
+    if len(e.problems) < 2:
+        return
+    for p in e.problems[:50]:
+        err_console.print(f"[red]✗[/] {p}", highlight=False, soft_wrap=True)
+    if len(e.problems) > 50:
+        err_console.print(f"[red]… {len(e.problems) - 50} more[/]")
+
+
+@app.command()
+@user_errors
+def merge(
+    inputs: list[Path] = typer.Argument(..., help="Entity dataset JSONs to merge (all of one split)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Merged entity dataset JSON to write (atomically)."),
+    names: Optional[str] = typer.Option(None, "--names", help="Comma-separated input names (default: each input's source, else its file stem)."),
+    weight: list[str] = typer.Option([], "--weight", "-w", help="NAME=W, repeated: relative share of the output per input (give every input one)."),
+    total: Optional[int] = typer.Option(None, "--total", "-n", help="Number of output images (the paper pre-samples 141,944; default: all input images)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the sampling."),
+    split: Optional[str] = typer.Option(None, "--split", help="train, val or test: the split of every input (required when it cannot be inferred)."),
+    holdout: list[Path] = typer.Option([], "--holdout", help="Validation dataset whose images must not be in the output (repeatable)."),
+    dedupe: bool = typer.Option(False, "--dedupe", help="Drop later copies of an image whose file bytes equal an earlier one."),
+    drop_holdout_overlap: bool = typer.Option(False, "--drop-holdout-overlap", help="Drop images also in a --holdout set instead of refusing."),
+    no_hash: bool = typer.Option(False, "--no-content-check", help="Do not read image files (no duplicate or holdout detection)."),
+    images: list[str] = typer.Option([], "--images", help="NAME=DIR, repeated: image folder of an input (overrides its info.image_root)."),
+    workers: int = typer.Option(4, "--workers", "-j", help="Threads hashing image files."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Merge entity datasets: ids re-based, provenance kept, duplicates reported, weighted sampling to a fixed total."""
+    weights = {k: _float(k, v) for k, v in _pairs(weight, "--weight").items()} or None
+    try:
+        ds = merge_datasets(
+            inputs,
+            names=[n.strip() for n in names.split(",")] if names else None,
+            image_roots=_pairs(images, "--images") or None,
+            weights=weights,
+            total=total,
+            seed=seed,
+            split=split,
+            holdout=holdout,
+            dedupe=dedupe,
+            drop_holdout_overlap=drop_holdout_overlap,
+            hash_images=not no_hash,
+            workers=max(1, workers),
+            progress=not quiet,
+        )
+    except MergeError as e:
+        _print_problems(e)
+        raise
+    ds.save(output)
+    rep = ds.info["merge"]
+    t = Table(title=f"merged → {output} (split {rep['split']}, seed {rep['seed']})")
+    for col in ("input", "split", "images", "weight", "images out", "unique", "max copies", "annotations out"):
+        t.add_column(col, justify="left" if col in ("input", "split") else "right")
+    for r in rep["inputs"]:
+        t.add_row(r["name"], r["split"], f"{r['images']:,}", "" if r["weight"] is None else f"{r['weight']:g}",
+                  f"{r['images_out']:,}", f"{r['unique_images_out']:,}", str(r["max_copies"]), f"{r['annotations_out']:,}")
+    t.add_row("[bold]total", "", f"{sum(r['images'] for r in rep['inputs']):,}", "", f"[bold]{rep['images']:,}", "", "",
+              f"[bold]{rep['annotations']:,}")
+    console.print(t)
+    d = rep["duplicates"]
+    if d["groups"]:
+        verb = "dropped" if d["dropped"] else "kept (use --dedupe to drop)"
+        err_console.print(f"[yellow]duplicates:[/] {d['groups']:,} image(s) with identical file bytes, "
+                          f"{d['extra_images']:,} extra cop(ies) {verb}; listed in info.merge.duplicates", highlight=False)
+        for g in d["listed"][:5]:
+            err_console.print("  " + " = ".join(f"{x['input']}:{x['image_id']} ({x['file_name']})" for x in g["images"]), highlight=False)
+    h = rep["holdout"]
+    if h["overlap"]:
+        err_console.print(f"[yellow]holdout overlap:[/] {h['overlap']:,} image(s) also in a holdout set were dropped", highlight=False)
+    elif h["datasets"]:
+        n_held = sum(x["images"] for x in h["datasets"])
+        console.print(f"holdout: no image shared with the {n_held:,} image(s) of {len(h['datasets'])} holdout set(s)", highlight=False)
+    if rep["content_hash"] is None:
+        err_console.print("[yellow]image contents not checked (--no-content-check)[/]")
+    console.print(f"image root: {ds.image_root}", highlight=False)
+
+
+_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def parse_size(text: str) -> int:
+    """'4GiB', '500MB', '1.5G', '1000' → bytes."""
+    t = text.strip().upper().replace(" ", "")
+    num = t.rstrip("KMGTIB")
+    unit = t[len(num):]
+    try:
+        value = float(num)
+    except ValueError:
+        value = -1.0
+    if unit not in _UNITS or value < 0:
+        raise EntityKitError(f"--shard-size {text!r}: expected a size such as 4GiB, 500MB or 0")
+    return int(value * _UNITS[unit])
+
+
+def _float(name: str, v: str) -> float:
+    try:
+        return float(v)
+    except ValueError:
+        raise EntityKitError(f"--weight {name}={v}: not a number") from None
+
+
+@app.command()
+@user_errors
+def pack(
+    dataset: Path = typer.Argument(..., help="Entity dataset JSON."),
+    output: Path = typer.Option(..., "--output", "-o", help="Pack folder to write (atomically), or a single .h5 file (one shard)."),
+    images: Optional[Path] = typer.Option(None, "--images", help="Image folder (default: the one recorded in the file)."),
+    shard_images: Optional[int] = typer.Option(None, "--shard-images", help=f"Images per HDF5 shard (0 = no limit; default {DEFAULT_SHARD_IMAGES:,} in a folder)."),
+    shard_size: str = typer.Option("0", "--shard-size", help="Most image bytes per shard, e.g. 4GiB or 500MB (0 = no limit)."),
+    level: int = typer.Option(6, "--level", help="zlib level (0-9) of the id maps."),
+    workers: int = typer.Option(1, "--workers", "-j", help="Processes encoding id maps (0 = all cores)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing pack."),
+    verify: bool = typer.Option(False, "--verify", help="Re-read the pack and compare every image and id map with the dataset."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Entity dataset → HDF5 shards (original image bytes + compressed id maps + entity table) for fast training I/O."""
+    try:
+        man = pack_dataset(dataset, output, image_root=images, shard_images=shard_images,
+                           shard_bytes=parse_size(shard_size), level=level,
+                           workers=workers if workers > 0 else (os.cpu_count() or 1), overwrite=overwrite,
+                           progress=not quiet)
+    except MergeError as e:
+        _print_problems(e)
+        raise
+    size = sum(p.stat().st_size for p in Path(output).iterdir()) if Path(output).is_dir() else Path(output).stat().st_size
+    console.print(f"packed {man['images']:,} images, {man['annotations']:,} annotations into {len(man['shards'])} "
+                  f"shard(s), {size / 2**20:,.1f} MiB → {output}", highlight=False)
+    if verify:
+        problems = verify_pack(output, dataset, image_root=images, progress=not quiet)
+        for p in problems[:50]:
+            err_console.print(f"[red]✗[/] {p}", highlight=False, soft_wrap=True)
+        if problems:
+            raise typer.Exit(1)
+        console.print("[green]verified[/]: image bytes, id maps and entity tables identical")
