@@ -25,3 +25,28 @@ def progress_bar(total: int, description: str, *, enabled: bool = True) -> Itera
     with Progress(*columns, transient=False) as progress:
         task = progress.add_task(description, total=total)
         yield lambda n=1: progress.advance(task, n)
+
+
+@contextlib.contextmanager
+def train_progress(total: int, start: int, max_iter: int, *, enabled: bool = True):
+    """A training bar: iteration of max_iter, loss, learning rate, elapsed and ETA."""
+    if not enabled:
+        yield lambda record: None
+        return
+    columns = (
+        TextColumn("[bold]train"),
+        BarColumn(),
+        TextColumn("it {task.completed:.0f}/{task.total:.0f}"),
+        TextColumn("loss {task.fields[loss]}"),
+        TextColumn("lr {task.fields[lr]}"),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns) as progress:
+        task = progress.add_task("train", total=max_iter, completed=start, loss="-", lr="-")
+
+        def update(record: dict) -> None:
+            progress.update(task, completed=record["iter"], loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.2e}")
+
+        yield update

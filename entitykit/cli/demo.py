@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.table import Table
 
 from ..demo import run_demo
 from ..synth import write_synthetic_panoptic
@@ -15,24 +16,27 @@ from ._app import app, console, user_errors
 @user_errors
 def demo(
     output: Path = typer.Option(Path("entitykit-demo"), "--output", "-o", help="Folder for everything the demo writes."),
-    images: int = typer.Option(24, help="Synthetic images to generate."),
-    seed: int = typer.Option(0, help="Random seed (same seed, same files)."),
-    workers: int = typer.Option(1, "--workers", "-j", help="Conversion worker processes."),
+    iterations: int = typer.Option(300, help="Training iterations of the tiny model (0: data stages only)."),
+    train_images: int = typer.Option(48, help="Synthetic training images."),
+    val_images: int = typer.Option(8, help="Held-out synthetic images that are scored."),
+    seed: int = typer.Option(0, help="Random seed (same seed, same files and numbers)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing demo folder."),
 ) -> None:
-    """Run the whole job on built-in synthetic data: synth → convert → check → info → id maps. No downloads."""
-    r = run_demo(output, images=images, seed=seed, workers=workers, overwrite=overwrite, progress=True)
-    conv = r.dataset.info["conversion"]
-    console.print(f"[bold]1. synthesized[/] {images} COCO-panoptic images → {r.out_dir / 'synthetic'}")
-    console.print(f"[bold]2. converted[/] {conv['entities']:,} entities ({conv['things']} things, {conv['stuff']} stuff; "
-                  f"{conv['crowd_segments']} crowd → void) → {r.entities_json}")
-    console.print(f"[bold]3. checked[/] [green]OK[/]: non-overlapping, areas and boxes consistent, image files present")
-    e = r.stats.entities_per_image
-    b = r.stats.area_buckets
-    console.print(f"[bold]4. statistics[/] {e['mean']:.1f} entities/image (median {e['p50']:.0f}, max {e['p100']:.0f}); "
-                  f"S/M/L = {b['small']}/{b['medium']}/{b['large']}; {r.stats.coverage:.1%} of pixels covered")
-    console.print(f"[bold]5. id maps[/] (16-bit PNG, the paper's P) → {r.id_maps}")
-    console.print(f"next: [cyan]entitykit info {r.entities_json}[/] · [cyan]entitykit check {r.entities_json}[/]")
+    """The whole job on built-in synthetic data, no downloads: synth → convert → check → train → predict → eval."""
+    r = run_demo(output, train_images=train_images, val_images=val_images, iterations=iterations, seed=seed,
+                 overwrite=overwrite, progress=True, log=console.print)
+    if r.summary is None:
+        return
+    t = Table(title=f"APe on {val_images} held-out synthetic images")
+    for name in ("APe", "APe50", "APe75", "APe_s", "APe_m", "APe_l", "AR100"):
+        t.add_column(name, justify="right")
+    t.add_row(*(f"{r.summary[k]:.3f}" for k in ("APe", "APe50", "APe75", "APe_s", "APe_m", "APe_l", "AR100")))
+    console.print(t)
+    total = sum(r.seconds.values())
+    console.print(f"{total:.0f} s in all ({', '.join(f'{k} {v:.0f} s' for k, v in r.seconds.items())}). "
+                  f"Overlays: {r.predictions / 'overlays'}")
+    console.print(f"next: [cyan]entitykit eval {r.val_json} {r.predictions}[/] · "
+                  f"[cyan]entitykit predict photo.jpg -c {r.checkpoint} -o out[/]")
 
 
 @app.command()

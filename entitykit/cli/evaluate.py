@@ -1,0 +1,65 @@
+"""`entitykit eval GT PRED`: APe (pycocotools-exact), PQ, per source and per image."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ._app import app, console, user_errors
+
+
+class Overlap(str, Enum):
+    error = "error"
+    resolve = "resolve"
+    allow = "allow"
+
+
+class PredFormat(str, Enum):
+    auto = "auto"
+    entitykit = "entitykit"
+    coco = "coco"
+    panoptic = "panoptic"
+
+
+class Crowd(str, Enum):
+    void = "void"
+    keep = "keep"
+
+
+@app.command("eval")
+@user_errors
+def eval_command(
+    gt: Path = typer.Argument(..., help="Ground truth: entity dataset JSON, or COCO panoptic JSON (+ PNG folder)."),
+    pred: Path = typer.Argument(..., help="Predictions: entitykit folder (predictions.json + id maps), "
+                                          "COCO results JSON (RLE), or COCO panoptic JSON (+ PNG folder)."),
+    pred_format: PredFormat = typer.Option(PredFormat.auto, "--format", help="Prediction format (default: detect)."),
+    overlap: Overlap = typer.Option(Overlap.error, help="Overlapping predictions: error (APe), resolve "
+                                    "(highest score owns the pixel), allow (overlap-tolerant APm)."),
+    max_dets: int = typer.Option(100, "--max-dets", min=1, help="Predictions kept per image, by score."),
+    crowd: Crowd = typer.Option(Crowd.void, help="COCO panoptic GT: crowd segments become void, or are kept "
+                                "as ignored iscrowd regions."),
+    gt_png_dir: Optional[Path] = typer.Option(None, help="PNG folder of panoptic GT (default: named like the JSON)."),
+    pred_png_dir: Optional[Path] = typer.Option(None, help="PNG folder of panoptic predictions."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write every number, per-image results and "
+                                            "the options used as JSON."),
+    pr_curve: Optional[Path] = typer.Option(None, "--pr-curve", help="Write PR curves (area all) as a PNG."),
+    worst: int = typer.Option(5, help="Show the N worst images (F1 at IoU 0.5); 0 to hide."),
+    workers: int = typer.Option(0, help="Threads (0 = all cores)."),
+    no_pq: bool = typer.Option(False, "--no-pq", help="Skip PQ/SQ/RQ."),
+) -> None:
+    """Score entity predictions: APe (COCO mask AP, class-agnostic, no overlap allowed) and PQ."""
+    from ..evaluation import evaluate
+    from ..evaluation.report import print_report, write_pr_curves, write_result_json
+
+    r = evaluate(gt, pred, gt_png_dir=gt_png_dir, pred_png_dir=pred_png_dir, pred_format=pred_format.value,
+                 overlap=overlap.value, max_dets=max_dets, crowd=crowd.value, workers=workers, pq=not no_pq)
+    print_report(r, console, worst=worst)
+    if json_out:
+        write_result_json(r, json_out)
+        console.print(f"wrote {json_out}", highlight=False)
+    if pr_curve:
+        write_pr_curves(r, pr_curve)
+        console.print(f"wrote {pr_curve}", highlight=False)

@@ -1,0 +1,175 @@
+"""Training data: entity datasets → (image, target) samples with the paper's augmentations.
+
+Every random choice of a sample is drawn from a generator seeded by ``(seed, epoch, index)``, and the
+order of samples by ``(seed, epoch)``; so iteration *i* of a run always sees the same batch, in one
+process or in several, and a resumed run continues exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from .dataset import EntityDataset
+from .errors import DatasetError
+from .masks import decode_to_id_map
+
+
+class SampleSource(Protocol):
+    """Where samples come from: an entity JSON (images on disk) or an HDF5 pack."""
+
+    def __len__(self) -> int: ...
+
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(RGB uint8 H×W×3, id map int32 H×W with 1..N, crowd flags bool N)."""
+
+
+class JsonSource:
+    """Images from disk, masks from the entity JSON's RLEs."""
+
+    def __init__(self, dataset: EntityDataset | str | Path, image_root: str | Path | None = None):
+        self.dataset = dataset if isinstance(dataset, EntityDataset) else EntityDataset.load(dataset, image_root=image_root)
+        if image_root is not None:
+            self.dataset.image_root = Path(image_root)
+        if self.dataset.image_root is None:
+            raise DatasetError("the dataset records no image folder; pass the image root", self.dataset.path)
+        self.groups = self.dataset.annotations_by_image()
+        self.name = str(self.dataset.path or "<dataset>")
+
+    def __len__(self) -> int:
+        return len(self.dataset.images)
+
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        img = self.dataset.images[index]
+        path = self.dataset.image_path(img)
+        try:
+            with Image.open(path) as im:
+                rgb = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+        except OSError as e:
+            raise DatasetError(f"cannot read image: {e}", path, f"image {img['id']!r}") from None
+        if rgb.shape[:2] != (img["height"], img["width"]):
+            raise DatasetError(
+                f"image is {rgb.shape[1]}×{rgb.shape[0]}, the dataset says {img['width']}×{img['height']}", path,
+                f"image {img['id']!r}")
+        anns = self.groups[img["id"]]
+        id_map, _ = decode_to_id_map([a["segmentation"] for a in anns], range(1, len(anns) + 1), img["height"], img["width"])
+        crowd = np.array([bool(a.get("iscrowd")) for a in anns], bool)
+        return rgb, id_map, crowd
+
+
+def open_source(path: str | Path, image_root: str | Path | None = None) -> SampleSource:
+    """An entity JSON or an HDF5 pack, by suffix."""
+    path = Path(path)
+    if path.is_dir() or path.suffix in (".h5", ".hdf5"):
+        from .pack import PackSource  # noqa: PLC0415  (h5py only when packs are used)
+
+        return PackSource(path)
+    return JsonSource(path, image_root)
+
+
+@dataclass
+class Augment:
+    """The paper's augmentation (short side from a list, long side capped, horizontal flip) or LSJ."""
+
+    min_sizes: tuple[int, ...] = (640, 672, 704, 736, 768, 800)
+    max_size: int = 1333
+    flip: bool = True
+    lsj: tuple[float, float] | None = None  # large-scale jitter: scale range of a max_size square
+
+    def __call__(self, rgb: np.ndarray, id_map: np.ndarray, rng: np.random.Generator):
+        h, w = id_map.shape
+        if self.lsj is None:
+            short = int(rng.choice(self.min_sizes))
+            scale = min(short / min(h, w), self.max_size / max(h, w))
+        else:
+            scale = float(rng.uniform(*self.lsj)) * self.max_size / max(h, w)
+        nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+        rgb = np.asarray(Image.fromarray(rgb).resize((nw, nh), Image.BILINEAR))
+        id_map = np.asarray(Image.fromarray(id_map.astype(np.int32)).resize((nw, nh), Image.NEAREST))
+        if self.lsj is not None and max(nh, nw) > self.max_size:  # random crop back to the square
+            y0 = int(rng.integers(0, max(1, nh - self.max_size + 1)))
+            x0 = int(rng.integers(0, max(1, nw - self.max_size + 1)))
+            rgb = rgb[y0 : y0 + self.max_size, x0 : x0 + self.max_size]
+            id_map = id_map[y0 : y0 + self.max_size, x0 : x0 + self.max_size]
+        if self.flip and rng.random() < 0.5:
+            rgb, id_map = rgb[:, ::-1], id_map[:, ::-1]
+        return np.ascontiguousarray(rgb), np.ascontiguousarray(id_map)
+
+
+def to_sample(rgb: np.ndarray, id_map: np.ndarray, crowd: np.ndarray) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Arrays → (3×H×W uint8 tensor, target with per-entity masks and crowd pixels to ignore)."""
+    n = crowd.size
+    ids = torch.from_numpy(np.array(id_map, np.int64))
+    masks = ids[None] == torch.arange(1, n + 1).view(-1, 1, 1)
+    keep = torch.from_numpy(~crowd) & masks.flatten(1).any(1)
+    ignore = masks[torch.from_numpy(crowd)].any(0) if crowd.any() else torch.zeros_like(ids, dtype=torch.bool)
+    image = torch.from_numpy(np.array(rgb, np.uint8)).permute(2, 0, 1).contiguous()
+    return image, {"masks": masks[keep], "ignore": ignore}
+
+
+class TrainingSet(torch.utils.data.Dataset):
+    """Weighted mix of sources; ``sample(index, epoch)`` is deterministic for a seed."""
+
+    def __init__(self, sources: list[SampleSource], augment: Augment, *, seed: int = 0):
+        if not sources or not any(len(s) for s in sources):
+            raise DatasetError("no training images")
+        self.sources, self.augment, self.seed = sources, augment, seed
+        self.offsets = np.cumsum([0] + [len(s) for s in sources])
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, dict[str, Any]]:
+        index, epoch = key
+        s = int(np.searchsorted(self.offsets, index, side="right") - 1)
+        rgb, id_map, crowd = self.sources[s].load(index - int(self.offsets[s]))
+        rng = np.random.default_rng([self.seed, epoch, index])
+        rgb, id_map = self.augment(rgb, id_map, rng)
+        return to_sample(rgb, id_map, crowd)
+
+
+def batch_keys(iteration: int, batch_size: int, n: int, seed: int, weights: list[float] | None = None,
+               sizes: list[int] | None = None) -> list[tuple[int, int]]:
+    """The (index, epoch) pairs of one global batch: epochs are seeded permutations of the data.
+
+    With ``weights`` (one per source, sizes given), each epoch draws ``n`` indices with those source
+    proportions instead (sources sampled uniformly inside, with replacement when oversampled).
+    """
+    keys = []
+    start = iteration * batch_size
+    for pos in range(start, start + batch_size):
+        epoch, k = divmod(pos, n)
+        keys.append((int(_epoch_order(seed, epoch, n, weights, tuple(sizes) if sizes else None)[k]), epoch))
+    return keys
+
+
+_ORDER_CACHE: dict[tuple, np.ndarray] = {}
+
+
+def _epoch_order(seed: int, epoch: int, n: int, weights, sizes) -> np.ndarray:
+    key = (seed, epoch, n, tuple(weights) if weights else None, sizes)
+    order = _ORDER_CACHE.get(key)
+    if order is None:
+        rng = np.random.default_rng([seed, epoch, 7919])
+        if weights is None:
+            order = rng.permutation(n)
+        else:
+            w = np.asarray(weights, np.float64)
+            p = w / w.sum()
+            offsets = np.cumsum([0] + list(sizes))
+            src = rng.choice(len(sizes), size=n, p=p)
+            order = np.array([offsets[s] + rng.integers(0, sizes[s]) for s in src], np.int64)
+        if len(_ORDER_CACHE) > 8:
+            _ORDER_CACHE.clear()
+        _ORDER_CACHE[key] = order
+    return order
+
+
+def collate(batch):
+    images, targets = zip(*batch)
+    return list(images), list(targets)

@@ -1,0 +1,567 @@
+"""The APe engine: pycocotools' evaluate → accumulate → summarize, class-agnostic and exact.
+
+``prepare`` turns ground truth and predictions (dicts, or fastjson's records, with COCO RLE)
+into flat arrays; ``evaluate_all`` runs the compiled per-image kernel (decode, partition check,
+intersections, greedy matching, PQ counts); ``accumulate`` (compiled curves) and ``summarize``
+(numpy) re-state pycocotools' ``COCOeval.accumulate`` / ``summarize`` with the same float
+operations, so every number — the 12 summary values and the full precision / recall / scores
+arrays — is bit-identical to ``COCOeval(iouType="segm")`` with one category (or ``useCats=0``).
+The one deliberate difference is documented in ``summarize`` (max-dets in the first number).
+"""
+
+from __future__ import annotations
+
+import itertools
+import operator
+import os
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import DatasetError, PredictionError
+
+IOU_THRS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
+REC_THRS = np.linspace(0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 1, endpoint=True)
+AREA_RNG = np.array([[0**2, 1e5**2], [0**2, 32**2], [32**2, 96**2], [96**2, 1e5**2]], np.float64)
+AREA_LBL = ("all", "small", "medium", "large")
+
+STAT_NAMES = (
+    "APe", "APe50", "APe75", "APe_s", "APe_m", "APe_l",
+    "AR1", "AR10", "AR{max}", "AR_s", "AR_m", "AR_l",
+)
+
+
+def max_dets_for(max_dets: int) -> tuple[int, int, int]:
+    """COCO's (1, 10, 100) with the last entry replaced; the small ones never exceed it."""
+    if max_dets < 1:
+        raise ValueError("max_dets must be at least 1")
+    return (min(1, max_dets), min(10, max_dets), int(max_dets))
+
+
+def stat_names(max_dets: int = 100) -> list[str]:
+    md = max_dets_for(max_dets)
+    names = list(STAT_NAMES)
+    names[6] = f"AR{md[0]}"
+    names[7] = f"AR{md[1]}"
+    names[8] = f"AR{md[2]}"
+    return names
+
+
+# ---------------------------------------------------------------------------------------------
+# Flat inputs
+
+
+@dataclass
+class EvalInputs:
+    """Ground truth and predictions as flat arrays, grouped by image (images sorted by id)."""
+
+    img_ids: list
+    heights: np.ndarray
+    widths: np.ndarray
+    sources: list
+    g_buf: np.ndarray  # uint8: the GT RLE counts strings
+    g_s: np.ndarray  # start / end of each GT's string in g_buf (GT grouped by image, file order within)
+    g_e: np.ndarray
+    g_img: np.ndarray  # image index per GT
+    g_area: np.ndarray  # JSON area (float64), used for the area ranges
+    g_crowd: np.ndarray  # uint8
+    g_ids: list
+    d_buf: np.ndarray
+    d_s: np.ndarray
+    d_e: np.ndarray
+    d_img: np.ndarray
+    d_score: np.ndarray
+    labels: Any  # how a prediction is named in messages, by its position in the input
+    d_pos: np.ndarray = field(default=None)  # index of each prediction in its input order
+
+    def d_label(self, k: int) -> str:
+        return self.labels[int(self.d_pos[k])]
+
+    def d_counts(self, k: int) -> bytes:
+        return self.d_buf[self.d_s[k] : self.d_e[k]].tobytes()
+
+    @property
+    def n_dt(self) -> int:
+        return int(self.d_s.shape[0])
+
+
+def _buffer(strings: list, order: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One uint8 buffer of str counts; (buf, start, end) with start/end permuted by ``order``.
+    A non-ASCII character becomes '?' (one byte, so offsets hold) and fails decoding later."""
+    off = _offsets(strings)
+    buf = np.frombuffer("".join(strings).encode("ascii", "replace"), np.uint8)
+    s, e = off[:-1], off[1:]
+    if order is not None:
+        s, e = s[order], e[order]
+    return buf, s, e
+
+
+class IndexLabels:
+    """Labels "<prefix> [k]" made on demand (no list of a million strings)."""
+
+    def __init__(self, prefix: str):
+        self.prefix = prefix
+
+    def __getitem__(self, k: int) -> str:
+        return f"{self.prefix} [{k}]"
+
+
+def _counts_str(seg: Any, h: int, w: int) -> str:
+    """A COCO segmentation (RLE str/bytes/list counts, or polygons) as compressed-RLE str counts."""
+    from pycocotools import mask as mask_utils
+
+    if isinstance(seg, dict):
+        c = seg["counts"]
+        if isinstance(c, str):
+            return c
+        if isinstance(c, bytes):
+            return c.decode("ascii")
+        r = mask_utils.frPyObjects(seg, h, w)
+        return r["counts"].decode("ascii")
+    if isinstance(seg, list):  # polygons
+        rles = mask_utils.frPyObjects(seg, h, w)
+        r = mask_utils.merge(rles)
+        return r["counts"].decode("ascii")
+    raise TypeError("segmentation is neither an RLE dict nor polygons")
+
+
+def _group(img_index: np.ndarray, n_img: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stable order grouping items by image, and the image start offsets."""
+    order = np.argsort(img_index, kind="stable")
+    starts = np.zeros(n_img + 1, np.int64)
+    np.cumsum(np.bincount(img_index, minlength=n_img), out=starts[1:])
+    return order, starts
+
+
+def _first_dup(values: list):
+    seen: set = set()
+    return next(v for v in values if v in seen or seen.add(v))
+
+
+def _columns(items: Sequence, keys: tuple, err, path, labels) -> dict:
+    """Columns of a list of dicts (or of the typed records of ``fastjson``)."""
+    if not len(items):
+        return {k: [] for k in keys}
+    if hasattr(items[0], "__struct_fields__"):
+        cols = {k: list(map(operator.attrgetter(k), items)) for k in keys}
+        if "segmentation" in cols:
+            segs = cols["segmentation"]
+            cols["size"] = list(map(operator.attrgetter("size"), segs))
+            cols["counts"] = list(map(operator.attrgetter("counts"), segs))
+        return cols
+    try:
+        return {k: [x[k] for x in items] for k in keys}
+    except (KeyError, TypeError):
+        for i, x in enumerate(items):
+            if not isinstance(x, dict):
+                raise err("not a JSON object", path, labels(i)) from None
+            for k in keys:
+                if k not in x:
+                    raise err(f"missing '{k}'", path, labels(i)) from None
+        raise
+
+
+def _size_counts(cols: dict, n: int) -> tuple[np.ndarray | None, list | None]:
+    """(sizes (n, 2), counts) when every segmentation is an RLE dict with str counts, else (None, None)."""
+    if "counts" in cols:
+        sizes, counts = cols["size"], cols["counts"]
+    else:
+        segs = cols["segmentation"]
+        try:
+            sizes = [x["size"] for x in segs]
+            counts = [x["counts"] for x in segs]
+        except (KeyError, TypeError):
+            return None, None
+    if set(map(type, counts)) - {str}:
+        return None, None
+    try:
+        arr = np.fromiter(itertools.chain.from_iterable(sizes), np.int64, 2 * n).reshape(n, 2)
+    except (TypeError, ValueError):
+        return None, None
+    return arr, counts
+
+
+def prepare(
+    images: Sequence[dict],
+    annotations: Sequence,
+    predictions: Sequence,
+    *,
+    gt_path: str | None = None,
+    pred_path: str | None = None,
+    pred_labels: Sequence | None = None,
+) -> EvalInputs:
+    """Validate and flatten. ``predictions``: [{image_id, segmentation (RLE), score}] in file order
+    (dicts, or the typed records of ``fastjson``)."""
+    icols = _columns(images, ("id", "height", "width"), DatasetError, gt_path, lambda i: f"images[{i}]")
+    ids = icols["id"]
+    if len(set(ids)) != len(ids):
+        raise DatasetError(f"duplicate image id {_first_dup(ids)!r}", gt_path)
+    try:
+        order_i = sorted(range(len(ids)), key=ids.__getitem__)
+    except TypeError:
+        raise DatasetError("image ids mix types (numbers and strings)", gt_path) from None
+    img_ids = [ids[k] for k in order_i]
+    idx = {i: k for k, i in enumerate(img_ids)}
+    heights = np.array([icols["height"][k] for k in order_i], np.int64)
+    widths = np.array([icols["width"][k] for k in order_i], np.int64)
+    sources = [getattr(images[k], "source", None) if not isinstance(images[k], dict) else images[k].get("source")
+               for k in order_i]
+    n_img = len(img_ids)
+
+    # ---- ground truth
+    ng = len(annotations)
+    if hasattr(annotations, "buf"):  # _scan.AnnotationColumns: read by the compiled reader
+        g_buf, g_s, g_e, g_img, g_area, g_crowd, gids = _gt_columns(annotations, img_ids, heights, widths, n_img,
+                                                                    gt_path)
+    else:
+        acols = _columns(annotations, ("id", "image_id", "segmentation", "area"), DatasetError, gt_path,
+                         lambda i: f"annotations[{i}]")
+        gids = acols["id"]
+        if set(map(type, gids)) - {int} or (ng and min(gids) < 1):
+            k = next(k for k, g in enumerate(gids) if type(g) is not int or g < 1)
+            raise DatasetError(
+                f"annotation id {gids[k]!r} is not an integer >= 1 (pycocotools treats a match to id 0 as no match)",
+                gt_path, f"annotations[{k}]")
+        if len(set(gids)) != ng:
+            raise DatasetError(f"duplicate annotation id {_first_dup(gids)}", gt_path)
+        g_img = _image_index(acols["image_id"], img_ids)
+        if g_img is None:
+            k = next(k for k, i in enumerate(acols["image_id"]) if i not in idx)
+            raise DatasetError(f"annotation refers to unknown image id {acols['image_id'][k]!r}", gt_path,
+                               f"annotation id {gids[k]}") from None
+        g_order, _ = _group(g_img, n_img)
+        go = g_order.tolist()
+        g_img = g_img[g_order]
+        gids = [gids[k] for k in go]
+        sizes, counts = _size_counts(acols, ng)
+        if sizes is not None:
+            sizes = sizes[g_order]
+            wrong = np.flatnonzero((sizes[:, 0] != heights[g_img]) | (sizes[:, 1] != widths[g_img]))
+            if wrong.size:
+                k = int(wrong[0])
+                raise DatasetError(f"RLE size {sizes[k].tolist()} differs from the image size "
+                                   f"[{int(heights[g_img[k]])}, {int(widths[g_img[k]])}]", gt_path,
+                                   f"annotation id {gids[k]} (image {img_ids[g_img[k]]!r})")
+            g_buf, g_s, g_e = _buffer(counts, g_order)
+        else:
+            g_counts = []
+            for k, im in zip(go, g_img.tolist()):
+                seg = acols["segmentation"][k]
+                h, w = int(heights[im]), int(widths[im])
+                seg = _plain(seg)
+                if isinstance(seg, dict) and list(seg.get("size") or []) != [h, w]:
+                    raise DatasetError(f"RLE size {seg.get('size')} differs from the image size [{h}, {w}]", gt_path,
+                                       f"annotation id {acols['id'][k]} "
+                                       f"(image {img_ids[im]!r})")
+                try:
+                    g_counts.append(_counts_str(seg, h, w))
+                except Exception as e:  # noqa: BLE001
+                    raise DatasetError(f"unreadable segmentation ({e})", gt_path, f"annotation id {acols['id'][k]}") from None
+            g_buf, g_s, g_e = _buffer(g_counts)
+        try:
+            g_area = np.array(acols["area"], np.float64)[g_order]
+        except (TypeError, ValueError):
+            k = next(k for k, a in enumerate(acols["area"]) if not isinstance(a, (int, float)))
+            raise DatasetError("annotation area is not a number", gt_path, f"annotation id {acols['id'][k]}") from None
+        if isinstance(annotations[0] if ng else None, dict):
+            crowd = [a.get("iscrowd") for a in annotations]
+        else:
+            crowd = list(map(operator.attrgetter("iscrowd"), annotations))
+        g_crowd = np.array([1 if c else 0 for c in crowd], np.uint8)[g_order] if ng else np.zeros(0, np.uint8)
+
+    # ---- predictions
+    n = len(predictions)
+    labels = pred_labels if pred_labels is not None else IndexLabels("prediction")
+    columnar = hasattr(predictions, "buf")  # _scan.ResultColumns: a COCO results file read as arrays
+    if columnar:
+        pcols = {"image_id": predictions.image_id, "score": predictions.score}
+    else:
+        pcols = _columns(predictions, ("image_id", "segmentation", "score"), PredictionError, pred_path,
+                         labels.__getitem__)
+    d_img = _image_index(pcols["image_id"], img_ids)
+    if d_img is None:
+        ids_l = list(pcols["image_id"])
+        k = next(k for k, i in enumerate(ids_l) if i not in idx)
+        raise PredictionError(f"unknown image id {ids_l[k]!r} (not in the ground truth)", pred_path,
+                              labels[k]) from None
+    try:
+        scores = np.asarray(pcols["score"], np.float64) if n else np.zeros(0)
+        if scores.ndim != 1:
+            raise TypeError
+    except (TypeError, ValueError):
+        k = next(k for k, s in enumerate(pcols["score"]) if isinstance(s, bool) or not isinstance(s, (int, float)))
+        raise PredictionError(f"score {pcols['score'][k]!r} is not a number", pred_path, labels[k]) from None
+    badk = np.flatnonzero(~np.isfinite(scores) | (scores < 0))
+    if badk.size:
+        k = int(badk[0])
+        raise PredictionError(f"score {pcols['score'][k]!r} is not a finite number >= 0", pred_path, labels[k])
+    d_order, _ = _group(d_img, n_img)
+    d_img = d_img[d_order]
+    d_score = scores[d_order]
+    if columnar:
+        sizes, counts = predictions.size, None
+    else:
+        sizes, counts = _size_counts(pcols, n)
+    if sizes is not None:
+        sizes = sizes[d_order]
+        wrong = np.flatnonzero((sizes[:, 0] != heights[d_img]) | (sizes[:, 1] != widths[d_img]))
+        if wrong.size:
+            k = int(wrong[0])
+            raise PredictionError(
+                f"RLE size {sizes[k].tolist()} differs from the image size "
+                f"[{int(heights[d_img[k]])}, {int(widths[d_img[k]])}]",
+                pred_path, f"{labels[int(d_order[k])]} (image {img_ids[d_img[k]]!r})")
+        if columnar:
+            d_buf, d_s, d_e = predictions.buf, predictions.off[:-1][d_order], predictions.off[1:][d_order]
+        else:
+            d_buf, d_s, d_e = _buffer(counts, d_order)
+    else:
+        d_counts = []
+        for k, im in zip(d_order.tolist(), d_img.tolist()):
+            lab = labels[k]
+            seg = _plain(pcols["segmentation"][k])
+            h, w = int(heights[im]), int(widths[im])
+            if not isinstance(seg, dict) or "counts" not in seg or "size" not in seg:
+                raise PredictionError("segmentation must be a COCO RLE {size, counts}", pred_path, lab)
+            if list(seg["size"]) != [h, w]:
+                raise PredictionError(f"RLE size {seg['size']} differs from the image size [{h}, {w}]", pred_path,
+                                      f"{lab} (image {img_ids[im]!r})")
+            try:
+                d_counts.append(_counts_str(seg, h, w))
+            except Exception as e:  # noqa: BLE001
+                raise PredictionError(f"unreadable RLE ({e})", pred_path, lab) from None
+        d_buf, d_s, d_e = _buffer(d_counts)
+    return EvalInputs(img_ids, heights, widths, sources, g_buf, g_s, g_e, g_img, g_area, g_crowd,
+                      gids, d_buf, d_s, d_e, d_img, d_score, labels, d_order)
+
+
+def _gt_columns(cols, img_ids, heights, widths, n_img, gt_path):
+    """The ground-truth part of ``prepare`` for annotations read as columns."""
+    ng = len(cols)
+    gids = cols.id
+    if ng and gids.min() < 1:
+        k = int(np.argmin(gids))
+        raise DatasetError(
+            f"annotation id {int(gids[k])} is not an integer >= 1 (pycocotools treats a match to id 0 as no match)",
+            gt_path, f"annotations[{k}]")
+    if np.unique(gids).size != ng:
+        raise DatasetError(f"duplicate annotation id {_first_dup(gids.tolist())}", gt_path)
+    g_img = _image_index(cols.image_id, img_ids)
+    if g_img is None:
+        known = set(img_ids)
+        k = next(k for k, i in enumerate(cols.image_id.tolist()) if i not in known)
+        raise DatasetError(f"annotation refers to unknown image id {int(cols.image_id[k])!r}", gt_path,
+                           f"annotation id {int(gids[k])}")
+    g_order, _ = _group(g_img, n_img)
+    g_img = g_img[g_order]
+    gids = gids[g_order]
+    sizes = cols.size[g_order]
+    wrong = np.flatnonzero((sizes[:, 0] != heights[g_img]) | (sizes[:, 1] != widths[g_img]))
+    if wrong.size:
+        k = int(wrong[0])
+        raise DatasetError(f"RLE size {sizes[k].tolist()} differs from the image size "
+                           f"[{int(heights[g_img[k]])}, {int(widths[g_img[k]])}]", gt_path,
+                           f"annotation id {int(gids[k])} (image {img_ids[g_img[k]]!r})")
+    return (cols.buf, cols.off[:-1][g_order], cols.off[1:][g_order], g_img, cols.area[g_order],
+            cols.iscrowd[g_order], gids)
+
+
+def _image_index(ids: list, img_ids: list) -> np.ndarray | None:
+    """Position of each id in the sorted image ids, or None if some id is unknown."""
+    n = len(ids)
+    if isinstance(ids, np.ndarray):
+        if not (img_ids and all(type(i) is int for i in (img_ids[0], img_ids[-1]))):
+            ids = ids.tolist()
+    if img_ids and all(type(i) is int for i in (img_ids[0], img_ids[-1])) and (
+            isinstance(ids, np.ndarray) or set(map(type, ids)) <= {int}):
+        arr = ids if isinstance(ids, np.ndarray) else np.fromiter(ids, np.int64, n)
+        ref = np.array(img_ids, np.int64)
+        pos = np.minimum(np.searchsorted(ref, arr), len(ref) - 1)
+        return pos if np.array_equal(ref[pos], arr) else None
+    idx = {i: k for k, i in enumerate(img_ids)}
+    try:
+        return np.fromiter(map(idx.__getitem__, ids), np.int64, n)
+    except (KeyError, TypeError):
+        return None
+
+
+def _plain(seg: Any) -> Any:
+    """A typed RLE record back to a dict (slow path only)."""
+    if hasattr(seg, "__struct_fields__"):
+        return {"size": list(seg.size), "counts": seg.counts}
+    return seg
+
+
+# ---------------------------------------------------------------------------------------------
+# evaluate (per image, compiled)
+
+
+@dataclass
+class PerImage:
+    """Raw per-image output of the kernel (arrays aligned with EvalInputs)."""
+
+    max_dets: tuple
+    g_parea: np.ndarray
+    d_area: np.ndarray
+    img_flags: np.ndarray
+    d_sorted: np.ndarray
+    d_rank: np.ndarray
+    match: np.ndarray  # (n_dt, A, T) uint8
+    ign: np.ndarray
+    pq_tp: np.ndarray
+    pq_fp: np.ndarray
+    pq_fn: np.ndarray
+    pq_iou: np.ndarray
+    best_iou_gt: np.ndarray
+    g_img_start: np.ndarray
+    d_img_start: np.ndarray
+
+
+def _offsets(strings: list, start: int = 0) -> np.ndarray:
+    off = np.zeros(len(strings) + 1, np.int64)
+    off[0] = start
+    np.cumsum(np.fromiter(map(len, strings), np.int64, len(strings)), out=off[1:])
+    off[1:] += start
+    return off
+
+
+def evaluate_all(inp: EvalInputs, *, max_dets: int = 100, allow_overlap: bool = False, workers: int = 0) -> PerImage:
+    from . import _kernel as K
+
+    md = max_dets_for(max_dets)
+    n_img = len(inp.img_ids)
+    g_start = np.zeros(n_img + 1, np.int64)
+    np.cumsum(np.bincount(inp.g_img, minlength=n_img), out=g_start[1:])
+    d_start = np.zeros(n_img + 1, np.int64)
+    np.cumsum(np.bincount(inp.d_img, minlength=n_img), out=d_start[1:])
+    ng, nd = len(inp.g_s), len(inp.d_s)
+    A, T = len(AREA_RNG), len(IOU_THRS)
+    out = PerImage(
+        md, np.zeros(ng, np.int64), np.zeros(nd, np.int64), np.zeros(n_img, np.int8),
+        np.zeros(nd, np.int64), np.zeros(nd, np.int64), np.zeros((nd, A, T), np.uint8),
+        np.zeros((nd, A, T), np.uint8), np.zeros(n_img, np.int64), np.zeros(n_img, np.int64),
+        np.zeros(n_img, np.int64), np.zeros(n_img, np.float64), np.zeros(ng, np.float64), g_start, d_start,
+    )
+    g_status = np.zeros(ng, np.int8)
+    d_status = np.zeros(nd, np.int8)
+    args = (
+        inp.g_buf, inp.g_s, inp.g_e, g_start, inp.d_buf, inp.d_s, inp.d_e, d_start, inp.heights, inp.widths,
+        inp.g_area, inp.g_crowd, inp.d_score, AREA_RNG, IOU_THRS, md[-1], bool(allow_overlap),
+        out.g_parea, out.d_area, g_status, d_status, out.img_flags, out.d_sorted, out.d_rank, out.match, out.ign,
+        out.pq_tp, out.pq_fp, out.pq_fn, out.pq_iou, out.best_iou_gt,
+    )
+    n_threads = workers if workers and workers > 0 else (os.cpu_count() or 1)
+    n_threads = max(1, min(n_threads, n_img // 64 or 1))
+    if n_threads == 1:
+        K.evaluate_images(0, n_img, *args)
+    else:
+        # the kernel releases the GIL; images go out in chunks, first come first served
+        from concurrent.futures import ThreadPoolExecutor
+
+        step = max(16, n_img // (n_threads * 8))
+        with ThreadPoolExecutor(n_threads) as ex:
+            list(ex.map(lambda lo: K.evaluate_images(lo, min(lo + step, n_img), *args), range(0, n_img, step)))
+    if g_status.any():
+        k = int(np.flatnonzero(g_status)[0])
+        why = "malformed RLE counts" if g_status[k] == K.RLE_MALFORMED else "RLE counts do not add up to height × width"
+        raise DatasetError(why, None, f"annotation id {inp.g_ids[k]} (image {inp.img_ids[inp.g_img[k]]!r})")
+    if d_status.any():
+        k = int(np.flatnonzero(d_status)[0])
+        why = "malformed RLE counts" if d_status[k] == K.RLE_MALFORMED else "RLE counts do not add up to height × width"
+        raise PredictionError(why, None, f"{inp.d_label(k)} (image {inp.img_ids[inp.d_img[k]]!r})")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# accumulate / summarize (numpy, pycocotools' arithmetic)
+
+
+@dataclass
+class Accumulated:
+    precision: np.ndarray  # (T, R, 1, A, M), -1 where undefined
+    recall: np.ndarray  # (T, 1, A, M)
+    scores: np.ndarray  # (T, R, 1, A, M)
+    max_dets: tuple
+    n_gt: np.ndarray  # (A,) non-ignored GT per area range
+
+
+def accumulate(inp: EvalInputs, per: PerImage, img_mask: np.ndarray | None = None) -> Accumulated:
+    """pycocotools' accumulate over the images selected by ``img_mask`` (all by default)."""
+    from . import _kernel as K
+
+    md = per.max_dets
+    T, R, A, M = len(IOU_THRS), len(REC_THRS), len(AREA_RNG), len(md)
+    precision = -np.ones((T, R, 1, A, M))
+    recall = -np.ones((T, 1, A, M))
+    scores = -np.ones((T, R, 1, A, M))
+    n_img = len(inp.img_ids)
+    if img_mask is None:
+        img_mask = np.ones(n_img, bool)
+    sel_g = img_mask[inp.g_img]
+    # detections in concatenation order: images in sorted-id order, each in score order
+    order = per.d_sorted
+    sel_d = img_mask[inp.d_img[order]]
+    order = order[sel_d]
+    rank = per.d_rank[order]
+    d_scores_all = inp.d_score[order]
+    ga = inp.g_area[sel_g]
+    gcrowd = inp.g_crowd[sel_g] != 0
+    n_gt = np.zeros(A, np.int64)
+    # images taking part (pycocotools skips images with neither GT nor detections)
+    has_any = (np.bincount(inp.g_img[sel_g], minlength=n_img) + np.bincount(inp.d_img[order], minlength=n_img)) > 0
+    if not has_any.any():
+        return Accumulated(precision, recall, scores, md, n_gt)
+    for m, max_det in enumerate(md):
+        keep = rank < max_det
+        idx = order[keep]
+        dt_scores = d_scores_all[keep]
+        inds = np.argsort(-dt_scores, kind="mergesort")
+        dt_scores_sorted = dt_scores[inds]
+        idx_sorted = idx[inds]
+        npig = np.zeros(A, np.int64)
+        for a in range(A):
+            gt_ig = gcrowd | (ga < AREA_RNG[a, 0]) | (ga > AREA_RNG[a, 1])
+            npig[a] = np.count_nonzero(gt_ig == 0)
+        n_gt[:] = npig
+        p_out = np.zeros((T, R, A))
+        r_out = np.zeros((T, A))
+        s_out = np.zeros((T, R, A))
+        K.accumulate_curves(idx_sorted, dt_scores_sorted, per.match, per.ign, npig, REC_THRS, p_out, r_out, s_out)
+        for a in range(A):
+            if npig[a]:  # pycocotools leaves -1 where there is no ground truth
+                precision[:, :, 0, a, m] = p_out[:, :, a]
+                recall[:, 0, a, m] = r_out[:, a]
+                scores[:, :, 0, a, m] = s_out[:, :, a]
+    return Accumulated(precision, recall, scores, md, n_gt)
+
+
+def summarize(acc: Accumulated) -> np.ndarray:
+    """The 12 COCO numbers, computed with pycocotools' own expressions.
+
+    The one deliberate difference: the first number uses max_dets[2] instead of a hard-coded
+    100, so a non-default ``max_dets`` changes every number (identical at the default)."""
+    md = acc.max_dets
+
+    def one(ap: int, iou_thr=None, area="all", max_det=md[2]):
+        aind = [i for i, lbl in enumerate(AREA_LBL) if lbl == area]
+        mind = [i for i, d in enumerate(md) if d == max_det]
+        if ap == 1:
+            s = acc.precision
+            if iou_thr is not None:
+                s = s[np.where(iou_thr == IOU_THRS)[0]]
+            s = s[:, :, :, aind, mind]
+        else:
+            s = acc.recall
+            if iou_thr is not None:
+                s = s[np.where(iou_thr == IOU_THRS)[0]]
+            s = s[:, :, aind, mind]
+        if len(s[s > -1]) == 0:
+            return -1.0
+        return float(np.mean(s[s > -1]))
+
+    return np.array([
+        one(1), one(1, 0.5), one(1, 0.75), one(1, area="small"), one(1, area="medium"), one(1, area="large"),
+        one(0, max_det=md[0]), one(0, max_det=md[1]), one(0, max_det=md[2]),
+        one(0, area="small"), one(0, area="medium"), one(0, area="large"),
+    ])

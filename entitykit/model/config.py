@@ -1,0 +1,172 @@
+"""Model configuration: one flat dataclass plus named presets.
+
+Every default is the paper's R-50 1x setting (numbers from docs/model-spec.md). The config travels
+inside each checkpoint, so a weights file always says how to rebuild its model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+
+from ..errors import EntityKitError
+
+RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101")
+TRANSFORMERS = ("swin_t", "swin_s", "swin_b", "convnext_tiny", "convnext_small", "convnext_base")
+BACKBONES = RESNETS + TRANSFORMERS
+PATH_CODES = ("111", "110", "101", "100", "011", "010", "001")
+
+
+def _paper_path_weights() -> dict[str, float]:
+    # first layer dynamic -> 1.0, static -> 0.25 (four and three, spec section 4)
+    return {c: (1.0 if c[0] == "1" else 0.25) for c in PATH_CODES}
+
+
+@dataclass
+class ModelConfig:
+    # --- backbone + FPN ---
+    backbone: str = "resnet50"
+    pretrained: str | None = None  # torchvision weights name ("ResNet50_Weights.IMAGENET1K_V1") or a local file
+    trainable_layers: int = 3  # ResNet: FREEZE_AT 2 == stem + layer1 frozen
+    backbone_norm: str = "frozen_bn"  # "frozen_bn" | "bn" (ResNets only; trunks from scratch need "bn")
+    fpn_channels: int = 256
+    # RGB in 0..255; torchvision ImageNet statistics because the weights are torchvision's
+    pixel_mean: tuple[float, float, float] = (123.675, 116.28, 103.53)
+    pixel_std: tuple[float, float, float] = (58.395, 57.12, 57.375)
+    size_divisibility: int = 32
+    # --- FCOS head ---
+    strides: tuple[int, ...] = (8, 16, 32, 64, 128)
+    head_convs: int = 4
+    head_groups: int = 32  # GroupNorm groups in the head and controller
+    prior_prob: float = 0.01
+    sizes_of_interest: tuple[float, ...] = (64.0, 128.0, 256.0, 512.0)  # level bounds, P3..P7
+    center_radius: float = 1.5
+    focal_alpha: float = 0.25
+    focal_gamma: float = 2.0
+    # --- controller + mask branch + dynamic head ---
+    controller_convs: int = 3
+    mask_branch_channels: int = 128
+    mask_branch_convs: int = 4
+    mask_channels: int = 8  # C_mask
+    dynamic_channels: int = 8
+    mask_soi: tuple[float, ...] = (64.0, 128.0, 256.0, 512.0, 1024.0)  # relative-coordinate scale per level
+    # --- global kernel bank + overlap suppression ---
+    path_weights: dict[str, float] = field(default_factory=_paper_path_weights)
+    cluster_weight: float = 0.5
+    max_proposals_per_image: int = 120
+    max_proposals: int = 500
+    # --- inference ---
+    score_thresh: float = 0.05
+    pre_nms_topk: int = 1000
+    nms_thresh: float = 0.6
+    detections_per_image: int = 100
+    mask_thresh: float = 0.5
+    mask_rescore: bool = False
+    # --- solver (read by the trainer, not by the model) ---
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    weight_decay: float = 1e-4
+    ims_per_batch: int = 16
+    max_iter: int = 90_000
+    lr_steps: tuple[int, ...] = (60_000, 80_000)
+    warmup_iters: int = 1500
+    min_size_train: tuple[int, ...] = (640, 672, 704, 736, 768, 800)
+    max_size_train: int = 1333
+    min_size_test: int = 800
+    max_size_test: int = 1333
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        if self.backbone not in BACKBONES:
+            raise EntityKitError(f"unknown backbone {self.backbone!r}; choose one of {', '.join(BACKBONES)}",
+                                 item="backbone")
+        if self.backbone_norm not in ("frozen_bn", "bn"):
+            raise EntityKitError("backbone_norm must be 'frozen_bn' or 'bn'", item="backbone_norm")
+        if len(self.strides) != 5 or len(self.mask_soi) != 5 or len(self.sizes_of_interest) != 4:
+            raise EntityKitError("strides and mask_soi need 5 values (P3..P7), sizes_of_interest 4 bounds",
+                                 item="strides")
+        bad = set(self.path_weights) - set(PATH_CODES)
+        if bad:
+            raise EntityKitError(f"unknown kernel-bank path codes {sorted(bad)}; valid: {PATH_CODES}",
+                                 item="path_weights")
+        if self.fpn_channels % self.head_groups:
+            raise EntityKitError(f"fpn_channels must be divisible by head_groups ({self.head_groups})",
+                                 item="fpn_channels")
+
+    @property
+    def num_dynamic_params(self) -> int:
+        """169 for the paper's head: (C_mask+2)*c + c + c*c + c + c + 1."""
+        c, m = self.dynamic_channels, self.mask_channels
+        return (m + 2) * c + c * c + c + c + c + 1
+
+    @property
+    def baseline(self) -> bool:
+        return self.cluster_weight == 0 and all(w == 0 for c, w in self.path_weights.items() if c != "111")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ModelConfig:
+        names = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = set(data) - set(names)
+        if unknown:
+            raise EntityKitError(f"unknown model config keys {sorted(unknown)}", item="config")
+        kwargs = {}
+        for k, v in data.items():
+            default = names[k].default
+            kwargs[k] = tuple(v) if isinstance(default, tuple) and isinstance(v, list) else v
+        return cls(**kwargs)
+
+    def replace(self, **changes) -> ModelConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def baseline(cfg: ModelConfig) -> ModelConfig:
+    """The paper's ablation baseline: kernel bank and overlap suppression off (only path 111 trains)."""
+    return cfg.replace(path_weights={c: (1.0 if c == "111" else 0.0) for c in PATH_CODES}, cluster_weight=0.0)
+
+
+def _r50_1x() -> ModelConfig:
+    return ModelConfig()
+
+
+def _r101_3x() -> ModelConfig:
+    return ModelConfig(backbone="resnet101", max_iter=270_000, lr_steps=(180_000, 250_000))
+
+
+def _swin_t_1x() -> ModelConfig:
+    # P6/P7 from P5, nothing frozen, AdamW as the authors' config intends (spec 10.2)
+    return ModelConfig(backbone="swin_t", trainable_layers=5, optimizer="adamw", lr=1e-4,
+                       weight_decay=0.05, mask_rescore=True)
+
+
+def _tiny() -> ModelConfig:
+    """Same architecture, narrow widths: for tests, CPU demos and overfitting checks."""
+    return ModelConfig(backbone="resnet18", backbone_norm="bn", trainable_layers=5, fpn_channels=64,
+                       head_groups=8, mask_branch_channels=32, optimizer="adamw", lr=1e-3,
+                       weight_decay=1e-4, ims_per_batch=4, max_iter=300, lr_steps=(), warmup_iters=0,
+                       min_size_train=(128,), max_size_train=256, min_size_test=128, max_size_test=256)
+
+
+PRESETS = {
+    "r50_1x": _r50_1x,
+    "r101_3x": _r101_3x,
+    "swin_t_1x": _swin_t_1x,
+    "tiny": _tiny,
+    "r50_1x_baseline": lambda: baseline(_r50_1x()),
+}
+
+
+def get_config(name: str, **overrides) -> ModelConfig:
+    """A preset by name, with optional field overrides."""
+    if name not in PRESETS:
+        raise EntityKitError(f"unknown model preset {name!r}; choose one of {', '.join(PRESETS)}", item=name)
+    cfg = PRESETS[name]()
+    return cfg.replace(**overrides) if overrides else cfg

@@ -1,0 +1,143 @@
+"""Post-processing: FCOS detections → path-111 masks → one non-overlapping entity id map.
+
+Written without data-dependent Python control flow so the same code traces to ONNX. Differences
+from the authors' post-processing (spec section 10) are marked "fix".
+"""
+
+from __future__ import annotations
+
+import torch
+from torchvision.ops import nms
+
+from .config import ModelConfig
+from .dynamic_mask_head import DynamicMaskHead
+from .fcos_head import masks_to_edge_boxes
+from .layers import aligned_bilinear
+
+
+def select_detections(cls: list[torch.Tensor], reg: list[torch.Tensor], ctr: list[torch.Tensor],
+                      locations: list[torch.Tensor], image_size: tuple[int, int], cfg: ModelConfig):
+    """Per level: p > thresh, top-k by p·ctr; score sqrt(p·ctr); class-agnostic NMS; top-N; non-empty boxes.
+
+    Inputs are one image's flattened per-level maps (HW, HW×4, HW, HW×2).
+    Returns boxes, scores (descending), flat index within the level, location and level of the kept detections.
+    """
+    all_boxes, all_scores, all_idx, all_locs, all_levels = [], [], [], [], []
+    for level, stride in enumerate(cfg.strides):
+        p = cls[level].sigmoid()
+        prod = p * ctr[level].sigmoid()
+        masked = torch.where(p > cfg.score_thresh, prod, torch.full_like(prod, -1.0))
+        k = min(cfg.pre_nms_topk, masked.shape[0])  # static: top-k of the candidates == top-k here
+        top, idx = masked.topk(k)
+        keep = top > 0
+        idx, top = idx[keep], top[keep]
+        loc = locations[level][idx]
+        d = reg[level][idx] * stride
+        all_boxes.append(torch.cat((loc - d[:, :2], loc + d[:, 2:]), 1))
+        all_scores.append(top.sqrt())
+        all_idx.append(idx)
+        all_locs.append(loc)
+        all_levels.append(torch.full_like(idx, level))
+    boxes, scores = torch.cat(all_boxes), torch.cat(all_scores)
+    keep = nms(boxes, scores, cfg.nms_thresh)[: cfg.detections_per_image]  # sorted by score
+    boxes = boxes[keep]
+    # as the authors: boxes clipped to the image, detections with an empty box dropped
+    h, w = image_size
+    boxes = torch.stack((boxes[:, 0].clamp(0, w), boxes[:, 1].clamp(0, h),
+                         boxes[:, 2].clamp(0, w), boxes[:, 3].clamp(0, h)), 1)
+    nonempty = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    keep = keep[nonempty]
+    return (boxes[nonempty], scores[keep], torch.cat(all_idx)[keep], torch.cat(all_locs)[keep],
+            torch.cat(all_levels)[keep])
+
+
+def mask_probs(head: DynamicMaskHead, mask_feats: torch.Tensor, params: torch.Tensor,
+               locations: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
+    """N×(H/4)×(W/4) probabilities from path 111 (the bank's static kernels are training-only)."""
+    im_inds = torch.zeros_like(levels)
+    x = head.head_inputs(mask_feats, im_inds, locations, levels)
+    logits = head(x, params, ("111",))["111"]
+    return aligned_bilinear(logits, 2).sigmoid()[:, 0]
+
+
+def _aligned_matrix(n_in: int, factor: int, n_out: int, device) -> torch.Tensor:
+    """n_out×n_in matrix of aligned_bilinear(·, factor) along one axis, first n_out rows."""
+    j = torch.arange(n_out, device=device, dtype=torch.float32)
+    pos = ((j - factor // 2) / factor).clamp(0, n_in - 1)
+    return _linear_matrix(pos, n_in)
+
+
+def _resize_matrix(n_in: int, n_out: int, device) -> torch.Tensor:
+    """n_out×n_in matrix of bilinear resizing with align_corners=False (PyTorch's source index rule)."""
+    j = torch.arange(n_out, device=device, dtype=torch.float32)
+    pos = ((j + 0.5) * (n_in / n_out) - 0.5).clamp(min=0).clamp(max=n_in - 1)
+    return _linear_matrix(pos, n_in)
+
+
+def _linear_matrix(pos: torch.Tensor, n_in: int) -> torch.Tensor:
+    i0 = pos.floor()
+    frac = pos - i0
+    i0 = i0.long()
+    i1 = (i0 + 1).clamp(max=n_in - 1)
+    cols = torch.arange(n_in, device=pos.device)
+    return ((cols == i0[:, None]) * (1 - frac)[:, None] + (cols == i1[:, None]) * frac[:, None]).float()
+
+
+def paste_probs(probs_s4: torch.Tensor, image_size: tuple[int, int], output_size: tuple[int, int]) -> torch.Tensor:
+    """Stride-4 probabilities → output-size probabilities, as two matmuls.
+
+    Same values as aligned_bilinear ×4, crop to the unpadded image, bilinear resize to the output size
+    (the authors' three steps): all are separable linear maps, so their row/column matrices compose.
+    That is several times faster than materialising the padded full-size stack, and exports.
+    """
+    h4, w4 = probs_s4.shape[-2:]
+    (h, w), (oh, ow) = image_size, tuple(output_size)
+    dev = probs_s4.device
+    my = _aligned_matrix(h4, 4, h, dev)
+    mx = _aligned_matrix(w4, 4, w, dev)
+    if (h, w) != (oh, ow):
+        my = _resize_matrix(h, oh, dev) @ my
+        mx = _resize_matrix(w, ow, dev) @ mx
+    return torch.matmul(torch.matmul(my, probs_s4), mx.t())
+
+
+def paste_and_merge(probs_s4: torch.Tensor, scores: torch.Tensor, image_size: tuple[int, int],
+                    output_size: tuple[int, int], cfg: ModelConfig) -> dict[str, torch.Tensor]:
+    """Masks to the original size, then each pixel goes to the highest-scoring detection covering it.
+
+    probs_s4 and scores must be in descending detection-score order. Uncovered pixels stay 0.
+    """
+    # exact shortcut: pasting only forms convex combinations, so a mask whose stride-4 maximum is not
+    # above the threshold ends up empty anyway; skip it before the full-size work
+    alive = probs_s4.flatten(1).amax(1) > cfg.mask_thresh
+    probs_s4, scores = probs_s4[alive], scores[alive]
+    n = probs_s4.shape[0]
+    probs = paste_probs(probs_s4, image_size, output_size)
+    binary = (probs > cfg.mask_thresh).to(torch.uint8)
+    # detections are in score order, so the first covering detection (argmax's first maximum) wins;
+    # an all-ones plane after them catches uncovered pixels (index n) and keeps N = 0 branch-free
+    first = torch.cat((binary, binary.new_ones((1,) + tuple(output_size)))).argmax(0)
+    id_map = torch.where(first < n, first + 1, torch.zeros_like(first))  # 0 = nothing, k = k-th detection
+    ids = torch.arange(1, n + 1, device=id_map.device)
+    regions = id_map[None] == ids[:, None, None]
+    # fix (spec 10.15 / 10.7): only empty regions are dropped; 1-px-wide entities are kept
+    keep = regions.flatten(1).any(1)
+    final = scores
+    if cfg.mask_rescore:
+        area = regions.flatten(1).sum(1).clamp(min=1)
+        final = scores * (probs * regions).flatten(1).sum(1) / area
+    # fix (spec 10.15): re-sort after rescoring so entity k always has scores[k-1], descending
+    ranked = torch.where(keep, final, torch.full_like(final, -1.0))
+    order = ranked.topk(n).indices  # sorted; TopK exports where sort(stable=True) does not
+    rank = torch.zeros_like(order).scatter(0, order, torch.arange(n, device=order.device))
+    lut = torch.cat((id_map.new_zeros(1), torch.where(keep, rank + 1, torch.zeros_like(rank))))
+    id_map = lut[id_map]
+    kept = keep[order]
+    regions = regions[order][kept]
+    return {
+        "id_map": id_map.to(torch.int32),
+        "scores": final[order][kept],
+        "boxes": masks_to_edge_boxes(regions),
+        "det_scores": scores[order][kept],
+        "masks": regions,
+    }
