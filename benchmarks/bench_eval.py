@@ -179,6 +179,15 @@ def main() -> None:
               f"{statistics.median(mem):.0f} | {speed} | {'yes' if same else 'NO'} |")
     if first:
         print("stats:", " ".join(f"{x:.4f}" for x in first))
+    # the ratio within one round (same machine load) is the fair comparison
+    if "entitykit" in names and all(runs[n] and "error" not in runs[n][0] for n in names):
+        for rnd in range(args.repeat):
+            ek = runs["entitykit"][rnd]
+            if "error" in ek:
+                continue
+            parts = [f"{n} {runs[n][rnd]['total_s'] / ek['total_s']:.1f}×" for n in names
+                     if n != "entitykit" and "error" not in runs[n][rnd]]
+            print(f"round {rnd + 1}: entitykit {ek['total_s']:.2f} s; others take " + ", ".join(parts))
     if args.json:
         args.json.write_text(json.dumps(runs, indent=1))
 

@@ -1,10 +1,11 @@
 """Training step and inference of EntityModel (r50_1x) beside torchvision's FCOS-ResNet50-FPN.
 
-Same input size and batch, same run, each case in a fresh subprocess so peak memory is its own.
-Peak memory: on CPU the process's peak RSS (and its growth during the timed calls); on CUDA
-torch.cuda.max_memory_allocated. No weights are downloaded (weights=None everywhere).
+Same input size, batch and thread count, in the same run. Timing: both models live in one process
+and their calls alternate, so load from other processes hits both alike; the table shows the
+fastest call (least disturbed) and the median. Peak memory: each (model, mode) in a fresh
+subprocess — peak RSS on CPU, torch.cuda.max_memory_allocated on CUDA. No weights are downloaded.
 
-    python benchmarks/bench_model.py [--size 512] [--batch 2] [--iters 3] [--threads 2] [--device cpu]
+    python benchmarks/bench_model.py [--size 512] [--batch 2] [--iters 5] [--threads 2] [--device cpu]
 """
 
 from __future__ import annotations
@@ -17,17 +18,14 @@ import subprocess
 import sys
 import time
 
-
-def _rss_mib() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+MODELS = ("entitykit", "torchvision", "torchvision-frozen")
 
 
 def _targets(batch: int, size: int, device):
     import torch
 
     out = []
-    for b in range(batch):
+    for _ in range(batch):
         masks = torch.zeros(4, size, size, dtype=torch.bool, device=device)
         s = size // 8
         for i, (x, y, w, h) in enumerate([(1, 1, 3, 2), (4, 1, 3, 3), (1, 4, 2, 3), (0, 0, 8, 8)]):
@@ -37,48 +35,46 @@ def _targets(batch: int, size: int, device):
     return out
 
 
-def run_case(model_name: str, mode: str, size: int, batch: int, iters: int, threads: int, device: str,
-             forced: bool) -> dict:
+def build(name: str, size: int, batch: int, device, forced: bool):
+    """(model, train_call, infer_call) for one benchmark subject."""
     import torch
 
-    torch.set_num_threads(threads)
     torch.manual_seed(0)
-    dev = torch.device(device)
-    images = torch.rand(batch, 3, size, size, device=dev)
-    masks = _targets(batch, size, dev)
-    if model_name == "entitykit":
+    images = torch.rand(batch, 3, size, size, device=device)
+    masks = _targets(batch, size, device)
+    if name == "entitykit":
         from entitykit.model import EntityModel, get_config
 
-        cfg = get_config("r50_1x", **({"score_thresh": 0.0} if forced else {}))
-        model = EntityModel(cfg).to(dev)
+        model = EntityModel(get_config("r50_1x", **({"score_thresh": 0.0} if forced else {}))).to(device)
         targets = [{"masks": m} for m in masks]
-        train_call = lambda: sum(model(images, targets).values())  # noqa: E731
-        infer_call = lambda: model(images)  # noqa: E731
-    else:
-        from torchvision.models.detection import fcos_resnet50_fpn
-        from torchvision.ops import masks_to_boxes
+        return model, (lambda: sum(model(images, targets).values())), (lambda: model(images))
+    from torchvision.models.detection import fcos_resnet50_fpn
+    from torchvision.ops import masks_to_boxes
 
-        kwargs = {"min_size": size, "max_size": size, **({"score_thresh": 0.0} if forced else {})}
-        if model_name == "torchvision":  # as asked: no weights, so torchvision picks trainable BatchNorm2d
-            model = fcos_resnet50_fpn(weights=None, weights_backbone=None, trainable_backbone_layers=3, **kwargs)
-        else:  # "torchvision-frozen": what fcos_resnet50_fpn builds around a pretrained backbone (FrozenBN)
-            from torchvision.models import resnet50
-            from torchvision.models.detection import FCOS
-            from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
-            from torchvision.ops import FrozenBatchNorm2d
-            from torchvision.ops.feature_pyramid_network import LastLevelP6P7
+    kwargs = {"min_size": size, "max_size": size, **({"score_thresh": 0.0} if forced else {})}
+    if name == "torchvision":  # as asked: no weights, so torchvision picks trainable BatchNorm2d
+        model = fcos_resnet50_fpn(weights=None, weights_backbone=None, trainable_backbone_layers=3, **kwargs)
+    else:  # what fcos_resnet50_fpn builds around a pretrained backbone: FrozenBatchNorm2d, like r50_1x
+        from torchvision.models import resnet50
+        from torchvision.models.detection import FCOS
+        from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
+        from torchvision.ops import FrozenBatchNorm2d
+        from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
-            trunk = resnet50(weights=None, norm_layer=FrozenBatchNorm2d)
-            backbone = _resnet_fpn_extractor(trunk, 3, returned_layers=[2, 3, 4], extra_blocks=LastLevelP6P7(256, 256))
-            model = FCOS(backbone, num_classes=91, **kwargs)
-        model = model.to(dev)
-        targets = [{"boxes": masks_to_boxes(m), "labels": torch.ones(len(m), dtype=torch.int64, device=dev)}
-                   for m in masks]
-        image_list = list(images)
-        train_call = lambda: sum(model(image_list, targets).values())  # noqa: E731
-        infer_call = lambda: model(image_list)  # noqa: E731
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.SGD(params, lr=1e-4, momentum=0.9)
+        trunk = resnet50(weights=None, norm_layer=FrozenBatchNorm2d)
+        model = FCOS(_resnet_fpn_extractor(trunk, 3, returned_layers=[2, 3, 4], extra_blocks=LastLevelP6P7(256, 256)),
+                     num_classes=91, **kwargs)
+    model = model.to(device)
+    targets = [{"boxes": masks_to_boxes(m), "labels": torch.ones(len(m), dtype=torch.int64, device=device)}
+               for m in masks]
+    image_list = list(images)
+    return model, (lambda: sum(model(image_list, targets).values())), (lambda: model(image_list))
+
+
+def make_step(model, train_call, infer_call, mode: str):
+    import torch
+
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-4, momentum=0.9)
 
     def step():
         if mode == "train":
@@ -87,86 +83,113 @@ def run_case(model_name: str, mode: str, size: int, batch: int, iters: int, thre
             opt.zero_grad()
             loss.backward()
             opt.step()
-        else:
-            model.eval()
-            with torch.no_grad():
-                out = infer_call()
-            return out
+            return None
+        model.eval()
+        with torch.no_grad():
+            return infer_call()
 
+    return step
+
+
+def time_mode(mode: str, args) -> dict:
+    """Alternate the models call by call; returns per-model lists of seconds and detection counts."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    dev = torch.device(args.device)
+    forced = mode == "infer-forced"
+    names = MODELS if mode != "infer-forced" else MODELS[:2]
+    steps = {n: make_step(*build(n, args.size, args.batch, dev, forced), "train" if mode == "train" else "infer")
+             for n in names}
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-    out = step()  # warm-up
+    times, dets = {n: [] for n in names}, {}
+    for n in names:  # warm-up
+        out = steps[n]()
+        dets[n] = [len(o["scores"]) for o in out] if out is not None else None
     sync()
+    for _ in range(args.iters):
+        for n in names:
+            t = time.perf_counter()
+            steps[n]()
+            sync()
+            times[n].append(time.perf_counter() - t)
+    return {"times": times, "detections": dets}
+
+
+def memory_case(name: str, mode: str, args) -> float:
+    import torch
+
+    torch.set_num_threads(args.threads)
+    dev = torch.device(args.device)
+    step = make_step(*build(name, args.size, args.batch, dev, mode == "infer-forced"),
+                     "train" if mode == "train" else "infer")
+    step()
+    step()
     if dev.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    before = _rss_mib()
-    times = []
-    for _ in range(iters):
-        t = time.perf_counter()
-        out = step()
-        sync()
-        times.append(time.perf_counter() - t)
-    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    n_det = None
-    if mode == "infer":
-        n_det = [len(o["scores"]) for o in out]
-    return {"model": model_name, "mode": mode, "forced": forced, "median_s": statistics.median(times),
-            "min_s": min(times), "peak_rss_mib": peak_rss, "rss_before_mib": before,
-            "peak_cuda_mib": torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else None,
-            "detections": n_det}
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _child(args, *extra) -> dict:
+    opts = [f"--{k}={getattr(args, k)}" for k in ("size", "batch", "iters", "threads", "device")]
+    proc = subprocess.run([sys.executable, __file__, *opts, *extra], capture_output=True, text=True)
+    if proc.returncode:
+        sys.exit(f"{extra} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--batch", type=int, default=2)
-    ap.add_argument("--iters", type=int, default=3)
+    ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--rounds", type=int, default=2, help="interleaved repetitions of every case (noise)")
-    ap.add_argument("--case", help=argparse.SUPPRESS)
+    ap.add_argument("--time-mode", help=argparse.SUPPRESS)
+    ap.add_argument("--memory", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.case:
-        model_name, mode, forced = args.case.split(":")
-        print(json.dumps(run_case(model_name, mode, args.size, args.batch, args.iters, args.threads, args.device,
-                                  forced == "forced")))
+    if args.time_mode:
+        print(json.dumps(time_mode(args.time_mode, args)))
         return
-    cases = ["entitykit:train:default", "torchvision:train:default", "torchvision-frozen:train:default",
-             "entitykit:infer:default", "torchvision:infer:default", "torchvision-frozen:infer:default",
-             "entitykit:infer:forced", "torchvision:infer:forced"]
-    runs: dict[str, list[dict]] = {c: [] for c in cases}
-    opts = [f"--{k}={v}" for k, v in (("size", args.size), ("batch", args.batch), ("iters", args.iters),
-                                      ("threads", args.threads), ("device", args.device))]
-    for r in range(args.rounds):  # interleaved, so a burst of load from elsewhere hits both models
-        for case in cases:
-            proc = subprocess.run([sys.executable, __file__, "--case", case, *opts], capture_output=True, text=True)
-            if proc.returncode:
-                sys.exit(f"{case} failed:\n{proc.stderr[-3000:]}")
-            runs[case].append(json.loads(proc.stdout.strip().splitlines()[-1]))
-            print(f"  round {r + 1} {case:28s} {runs[case][-1]['median_s']:.3f} s", file=sys.stderr, flush=True)
-    results = {}
-    for case, rs in runs.items():  # best round per case: the least disturbed measurement
-        best = min(rs, key=lambda d: d["median_s"])
-        results[case] = dict(best, peak_rss_mib=max(d["peak_rss_mib"] for d in rs))
+    if args.memory:
+        name, mode = args.memory.split(":")
+        print(json.dumps({"mib": memory_case(name, mode, args)}))
+        return
 
-    mem = "peak_cuda_mib" if args.device.startswith("cuda") else "peak_rss_mib"
+    modes = ("train", "infer", "infer-forced")
+    timing = {}
+    for mode in modes:
+        timing[mode] = _child(args, f"--time-mode={mode}")
+        print(f"  timed {mode}", file=sys.stderr, flush=True)
+    memory = {}
+    for mode in ("train", "infer-forced"):
+        for name in MODELS[:2]:
+            memory[(name, mode)] = _child(args, f"--memory={name}:{mode}")["mib"]
+    print("  measured memory", file=sys.stderr, flush=True)
+
+    mem_kind = "peak CUDA MiB" if args.device.startswith("cuda") else "peak RSS MiB"
     print(f"\nsize {args.size}x{args.size}, batch {args.batch}, device {args.device}, threads {args.threads}, "
-          f"median of {args.iters} calls, best of {args.rounds} interleaved rounds")
-    print(f"{'what':34s} {'entitykit r50_1x':>18s} {'torchvision FCOS':>18s} {'ratio':>7s} {'goal':>6s}")
-    rows = [("training step (s)", "train:default", "median_s", "1.5"),
-            ("inference, default thresholds (s)", "infer:default", "median_s", "1.3"),
-            ("inference, 100 detections (s)", "infer:forced", "median_s", "1.3"),
-            (f"train {mem}", "train:default", mem, ""),
-            (f"infer {mem} (100 dets)", "infer:forced", mem, "")]
-    for label, key, field, goal in rows:
-        a, b = results[f"entitykit:{key}"][field], results[f"torchvision:{key}"][field]
-        print(f"{label:34s} {a:18.3f} {b:18.3f} {a / b:7.2f} {goal:>6s}")
-    print("torchvision FCOS with FrozenBatchNorm2d (its pretrained-backbone setup, like entitykit r50_1x):")
-    for label, key in (("training step (s)", "train:default"), ("inference, default thresholds (s)", "infer:default")):
-        a, b = results[f"entitykit:{key}"]["median_s"], results[f"torchvision-frozen:{key}"]["median_s"]
-        print(f"{label:34s} {a:18.3f} {b:18.3f} {a / b:7.2f}")
-    for key in ("infer:default", "infer:forced"):
-        print(f"detections per image ({key}): entitykit {results['entitykit:' + key]['detections']}, "
-              f"torchvision {results['torchvision:' + key]['detections']}")
+          f"{args.iters} alternating calls per model (fastest / median)")
+    print(f"{'what':34s} {'entitykit r50_1x':>20s} {'torchvision FCOS':>20s} {'ratio':>12s} {'goal':>5s}")
+    labels = {"train": ("training step (s)", "1.5"), "infer": ("inference, default thresholds (s)", "1.3"),
+              "infer-forced": ("inference, 100 detections (s)", "1.3")}
+    for mode in modes:
+        t = timing[mode]["times"]
+        a, b = t["entitykit"], t["torchvision"]
+        label, goal = labels[mode]
+        print(f"{label:34s} {min(a):9.3f} /{statistics.median(a):8.3f} {min(b):9.3f} /{statistics.median(b):8.3f} "
+              f"{min(a) / min(b):5.2f} /{statistics.median(a) / statistics.median(b):5.2f} {goal:>5s}")
+    for mode in ("train", "infer-forced"):
+        a, b = memory[("entitykit", mode)], memory[("torchvision", mode)]
+        print(f"{mem_kind + ', ' + mode:34s} {a:20.0f} {b:20.0f} {a / b:12.2f}")
+    print("torchvision FCOS with FrozenBatchNorm2d (its pretrained-backbone setup, as entitykit r50_1x):")
+    for mode in ("train", "infer"):
+        a, b = timing[mode]["times"]["entitykit"], timing[mode]["times"]["torchvision-frozen"]
+        print(f"{labels[mode][0]:34s} {min(a):9.3f} /{statistics.median(a):8.3f} {min(b):9.3f} /{statistics.median(b):8.3f} "
+              f"{min(a) / min(b):5.2f} /{statistics.median(a) / statistics.median(b):5.2f}")
+    for mode in ("infer", "infer-forced"):
+        d = timing[mode]["detections"]
+        print(f"detections per image ({mode}): entitykit {d['entitykit']}, torchvision {d['torchvision']}")
 
 
 if __name__ == "__main__":

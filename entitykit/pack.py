@@ -584,60 +584,6 @@ def verify_pack(pack: str | Path | EntityPack, dataset: EntityDataset | str | Pa
     return problems
 
 
-class JsonSamples:
-    """The same per-image samples as :class:`EntityPack`, read from an entity JSON + image files.
-
-    For a training loader that accepts either form: ``open_samples(path)[i]`` is a
-    :class:`PackSample` whether ``path`` is a pack or an entity JSON (the JSON route decodes the
-    RLE masks per sample and reads one image file per sample: slower, see docs/merge-and-pack.md).
-    """
-
-    def __init__(self, dataset: EntityDataset | str | Path, *, image_root: str | Path | None = None):
-        self.dataset = dataset if isinstance(dataset, EntityDataset) else EntityDataset.load(dataset, image_root=image_root)
-        if image_root is not None:
-            self.dataset.image_root = Path(image_root)
-        if self.dataset.image_root is None:
-            where = str(self.dataset.path) if self.dataset.path is not None else "<dataset>"
-            raise DatasetError("no image folder recorded: pass image_root (--images DIR)", where, "info.image_root")
-        self._groups = self.dataset.annotations_by_image()
-
-    @property
-    def info(self) -> dict[str, Any]:
-        return self.dataset.info
-
-    def __len__(self) -> int:
-        return len(self.dataset.images)
-
-    def image_info(self, index: int) -> dict[str, Any]:
-        return self.dataset.images[index]
-
-    def __getitem__(self, index: int) -> PackSample:
-        img = self.dataset.images[index]
-        anns = self._groups[img["id"]]
-        id_map, _ = decode_to_id_map([a["segmentation"] for a in anns], range(1, len(anns) + 1), img["height"], img["width"])
-        return PackSample(
-            index=index,
-            image_id=img["id"],
-            image_bytes=self.dataset.image_path(img).read_bytes(),
-            id_map=id_map,
-            entity_ids=np.array([a["id"] for a in anns], np.int64),
-            iscrowd=np.array([int(a.get("iscrowd", 0)) for a in anns], np.uint8),
-            area=np.array([a.get("area", 0) for a in anns], np.int64),
-            bbox=np.array([a.get("bbox", [0, 0, 0, 0]) for a in anns], np.float64).reshape(-1, 4),
-        )
-
-    def close(self) -> None:
-        pass
-
-
-def open_samples(path: str | Path, *, image_root: str | Path | None = None) -> EntityPack | JsonSamples:
-    """A pack folder or shard (``.h5``) → :class:`EntityPack`; an entity JSON → :class:`JsonSamples`."""
-    path = Path(path)
-    if path.is_dir() or path.suffix in (".h5", ".hdf5"):
-        return EntityPack(path)
-    return JsonSamples(path, image_root=image_root)
-
-
 class PackSource:
     """A pack as a training sample source (``entitykit.data.SampleSource``).
 

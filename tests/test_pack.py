@@ -200,20 +200,18 @@ def test_cli_pack_verify(src, tmp_path):
     assert r.exit_code == 1 and "not empty" in r.output
 
 
-def test_json_and_pack_give_the_same_samples(src, tmp_path):
-    from entitykit.pack import JsonSamples, open_samples
+def test_json_and_pack_give_the_same_training_samples(src, tmp_path):
+    from entitykit.data import JsonSource, open_source
+    from entitykit.pack import PackSource
 
     pack_dataset(src, tmp_path / "p", shard_images=4)
-    pk, js = open_samples(tmp_path / "p"), open_samples(src)
-    assert isinstance(pk, EntityPack) and isinstance(js, JsonSamples) and len(pk) == len(js) == 11
+    pk, js = open_source(tmp_path / "p"), open_source(src)
+    assert isinstance(pk, PackSource) and isinstance(js, JsonSource) and len(pk) == len(js) == 11
     for i in range(11):
-        a, b = pk[i], js[i]
-        assert a.image_id == b.image_id and a.image_bytes == b.image_bytes
-        for field in ("id_map", "entity_ids", "iscrowd", "area", "bbox"):
-            np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
-            assert getattr(a, field).dtype == getattr(b, field).dtype, field
-    assert isinstance(open_samples(tmp_path / "p" / "shard-00000-of-00003.h5"), EntityPack)
-    pk.close()
+        for a, b in zip(pk.load(i), js.load(i)):
+            np.testing.assert_array_equal(a, b)
+            assert a.dtype == b.dtype
+    assert isinstance(open_source(tmp_path / "p" / "shard-00000-of-00003.h5"), PackSource)
 
 
 def test_repeated_copies_are_stored_once_per_shard(src, tmp_path):
@@ -268,16 +266,13 @@ def test_single_h5_file_form_and_training_source(src, tmp_path):
     ds = EntityDataset.load(src)
     source = PackSource(tmp_path / "mix.h5")
     assert len(source) == 11
-    try:  # the training reader of the same dataset in JSON form, when present
-        from entitykit.data import JsonSource
-    except ImportError:
-        JsonSource = None
+    from entitykit.data import JsonSource
+
     for i, (img, anns) in enumerate(ds.iter_images()):
         rgb, id_map, crowd = source.load(i)
         assert rgb.dtype == np.uint8 and rgb.shape == (img["height"], img["width"], 3)
         np.testing.assert_array_equal(id_map, _full_map(img, anns))
         assert crowd.tolist() == [bool(a["iscrowd"]) for a in anns]
-        if JsonSource is not None:
-            for x, y in zip((rgb, id_map, crowd), JsonSource(ds).load(i)):
-                np.testing.assert_array_equal(x, y)
-                assert x.dtype == y.dtype
+        for x, y in zip((rgb, id_map, crowd), JsonSource(ds).load(i)):
+            np.testing.assert_array_equal(x, y)
+            assert x.dtype == y.dtype
