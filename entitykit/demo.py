@@ -34,7 +34,7 @@ def run_demo(
     *,
     train_images: int = 48,
     val_images: int = 8,
-    iterations: int = 300,
+    iterations: int = 900,
     height: int = 128,
     width: int = 160,
     segments: int = 8,
@@ -76,7 +76,8 @@ def run_demo(
 
     t = time.perf_counter()
     run = train(TrainConfig(train=[str(paths["train"])], output=str(out_dir / "run"), preset="tiny", max_iter=iterations,
-                            batch_size=4, lr=2e-3, warmup_iters=min(20, iterations // 4), min_sizes=[height], max_size=width,
+                            batch_size=4, lr=2e-3, warmup_iters=min(20, iterations // 4), lr_steps=[int(iterations * 0.8)],
+                            min_sizes=[height], max_size=width,
                             model={"min_size_test": height, "max_size_test": width}, log_period=10, seed=seed),
                 progress=progress)
     seconds["train"] = time.perf_counter() - t

@@ -16,7 +16,7 @@ from ._app import app, console, user_errors
 @user_errors
 def demo(
     output: Path = typer.Option(Path("entitykit-demo"), "--output", "-o", help="Folder for everything the demo writes."),
-    iterations: int = typer.Option(300, help="Training iterations of the tiny model (0: data stages only)."),
+    iterations: int = typer.Option(900, help="Training iterations of the tiny model (0: data stages only)."),
     train_images: int = typer.Option(48, help="Synthetic training images."),
     val_images: int = typer.Option(8, help="Held-out synthetic images that are scored."),
     seed: int = typer.Option(0, help="Random seed (same seed, same files and numbers)."),
