@@ -21,6 +21,17 @@ def shared_sample(name: str) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread: on a shared, busy CPU, OpenMP threads waiting on each other cost seconds per image."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def write_panoptic(root: Path, id_maps: list[np.ndarray], segments: list[list[dict]] | None = None,
                    *, image_ids: list | None = None, categories: list[dict] | None = None) -> Path:
     """Write a COCO-panoptic dataset from id maps; segments default to one non-crowd per PNG id."""

@@ -23,13 +23,7 @@ from entitykit.model import EntityModel, get_config, save_checkpoint  # noqa: E4
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: on a shared, busy CPU, OpenMP threads waiting on each other cost seconds per image."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def hand_made() -> tuple[np.ndarray, np.ndarray]:

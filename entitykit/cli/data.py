@@ -29,20 +29,29 @@ def _workers(n: int) -> int:
     return n if n > 0 else (os.cpu_count() or 1)
 
 
+OUTPUT = typer.Option(..., "--output", "-o", help="Entity dataset JSON to write.")
+WORKERS = typer.Option(0, "--workers", "-j", help="Worker processes (0 = all cores).")
+KEEP_GOING = typer.Option(False, "--keep-going", help="Record problems and go on: skip bad images, drop bad segments.")
+ID_MAPS = typer.Option(None, "--id-maps", help="Also write per-image id-map PNGs (the paper's P) to this folder.")
+ID_MAP_FORMAT = typer.Option("png16", help=ID_MAP_FORMAT_HELP)
+QUIET = typer.Option(False, "--quiet", "-q", help="No progress bar.")
+CROWD = typer.Option("void", help="Crowd regions: 'void' (dropped, as the paper's authors did) or 'keep' (iscrowd=1, ignored by scoring).")
+
+
 @convert_app.command("coco-panoptic")
 @user_errors
 def convert_coco_panoptic_cmd(
     panoptic_json: Path = typer.Argument(..., help="COCO panoptic JSON (panoptic_{split}.json)."),
     png_dir: Optional[Path] = typer.Argument(None, help="Folder of panoptic PNGs [default: the JSON's name without .json]."),
-    output: Path = typer.Option(..., "--output", "-o", help="Entity dataset JSON to write."),
+    output: Path = OUTPUT,
     images: Optional[Path] = typer.Option(None, "--images", help="Folder of the images (recorded in the output)."),
-    crowd: str = typer.Option("void", help="Crowd segments: 'void' (dropped, as the paper's authors did) or 'keep' (iscrowd=1, ignored by scoring)."),
+    crowd: str = CROWD,
     source: Optional[str] = typer.Option(None, help="Name recorded as every item's source [default: the JSON's stem]."),
-    workers: int = typer.Option(0, "--workers", "-j", help="Worker processes (0 = all cores)."),
-    keep_going: bool = typer.Option(False, "--keep-going", help="Record problems and go on: skip bad images, drop bad segments."),
-    id_maps: Optional[Path] = typer.Option(None, "--id-maps", help="Also write per-image id-map PNGs (the paper's P) to this folder."),
-    id_map_format: str = typer.Option("png16", help=ID_MAP_FORMAT_HELP),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    workers: int = WORKERS,
+    keep_going: bool = KEEP_GOING,
+    id_maps: Optional[Path] = ID_MAPS,
+    id_map_format: str = ID_MAP_FORMAT,
+    quiet: bool = QUIET,
 ) -> None:
     """COCO panoptic (also ADE20K / Cityscapes panoptic) → entities: every non-crowd segment is one entity."""
     ds = convert_coco_panoptic(
@@ -63,15 +72,6 @@ def _finish(ds, output: Path, id_maps: Optional[Path], id_map_format: str, quiet
         ds.export_id_maps(id_maps, id_map_format, progress=not quiet)
     ds.save(output)
     _print_conversion(ds.info["conversion"], output)
-
-
-OUTPUT = typer.Option(..., "--output", "-o", help="Entity dataset JSON to write.")
-WORKERS = typer.Option(0, "--workers", "-j", help="Worker processes (0 = all cores).")
-KEEP_GOING = typer.Option(False, "--keep-going", help="Record problems and go on: skip bad images, drop bad segments.")
-ID_MAPS = typer.Option(None, "--id-maps", help="Also write per-image id-map PNGs (the paper's P) to this folder.")
-ID_MAP_FORMAT = typer.Option("png16", help=ID_MAP_FORMAT_HELP)
-QUIET = typer.Option(False, "--quiet", "-q", help="No progress bar.")
-CROWD = typer.Option("void", help="Crowd regions: 'void' (dropped) or 'keep' (iscrowd=1, ignored by scoring).")
 
 
 @convert_app.command("cityscapes")
