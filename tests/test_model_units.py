@@ -8,13 +8,14 @@ import urllib.error
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from entitykit.errors import EntityKitError
 from entitykit.model import EntityModel, ModelConfig, baseline, get_config, load_checkpoint, prepare_images, save_checkpoint
 from entitykit.model.config import PATH_CODES, PRESETS
 from entitykit.model.dynamic_mask_head import DynamicMaskHead, mask_bank_losses, overlap_suppression_loss
 from entitykit.model.fcos_head import assign_targets, centers_of_mass, fcos_losses, masks_to_edge_boxes
-from entitykit.model.inference import paste_and_merge
+from entitykit.model.inference import paint_masks, paste_and_merge
 from entitykit.model.layers import aligned_bilinear, dice_loss, grid_locations
 
 
@@ -307,6 +308,30 @@ def test_params_at_detections_equal_the_full_output_conv(tiny_model):
         got = tiny_model.controller.params_at([f[1] for f in kernel_feats], levels, idx)
     for k, (lvl, i) in enumerate(zip(levels.tolist(), idx.tolist())):
         assert torch.allclose(got[k], full[lvl][1].flatten(1)[:, i], atol=1e-5), (lvl, i)
+
+
+@pytest.mark.parametrize("image_size,output_size,block", [
+    ((61, 47), (61, 47), 32),     # same size; blocks straddle the edge
+    ((64, 64), (150, 97), 16),    # upscaled output
+    ((64, 60), (23, 31), 8),      # downscaled output: wider bands
+])
+def test_paint_masks_equals_paste_then_first_above_threshold(image_size, output_size, block):
+    """Reference: the authors' three steps with plain torch ops, then a per-pixel loop over masks in order."""
+    g = torch.Generator().manual_seed(7)
+    h4, w4 = -(-image_size[0] // 4), -(-image_size[1] // 4)
+    probs = F.avg_pool2d(torch.rand(9, h4, w4, generator=g)[None], 3, 1, 1)[0]  # smooth: real boundaries
+    full = aligned_bilinear(probs[None], 4)[0, :, : image_size[0], : image_size[1]]
+    ref = F.interpolate(full[None], size=output_size, mode="bilinear", align_corners=False)[0]
+    winner, prob = paint_masks(probs, image_size, output_size, 0.5, block=block)
+    assert winner.shape == prob.shape == output_size
+    expected = torch.zeros(output_size, dtype=torch.long)
+    for k in range(probs.shape[0] - 1, -1, -1):  # lower k paints last, so it wins
+        expected[ref[k] > 0.5] = k + 1
+    # values agree to float rounding; a pixel may only differ where a probability is within it of 0.5
+    near = ((ref - 0.5).abs() < 1e-5).any(0)
+    assert torch.equal(winner[~near], expected[~near]) and 0 < (winner > 0).sum() < winner.numel()
+    own = ref.gather(0, (expected - 1).clamp(min=0)[None])[0] * (expected > 0)
+    assert torch.allclose(prob[~near], own[~near], atol=1e-5)
 
 
 def test_paste_and_merge_priority_and_rescore():

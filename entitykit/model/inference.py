@@ -83,12 +83,38 @@ def _linear_matrix(pos: torch.Tensor, n_in: int) -> torch.Tensor:
     return ((cols == i0[:, None]) * (1 - frac)[:, None] + (cols == i1[:, None]) * frac[:, None]).float()
 
 
-def paste_probs(probs_s4: torch.Tensor, image_size: tuple[int, int], output_size: tuple[int, int]) -> torch.Tensor:
-    """Stride-4 probabilities → output-size probabilities, as two matmuls.
+def _row_bands(m: torch.Tensor, block: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split a banded n_out×n_in interpolation matrix into blocks of `block` output rows.
 
-    Same values as aligned_bilinear ×4, crop to the unpadded image, bilinear resize to the output size
-    (the authors' three steps): all are separable linear maps, so their row/column matrices compose.
-    That is several times faster than materialising the padded full-size stack, and exports.
+    Returns the K input rows each block reads (nb×K, K = the widest band) and the block weights
+    (nb×block×K), so the product becomes nb small matmuls instead of one mostly-zero dense one.
+    """
+    n_out, n_in = m.shape
+    nb = -(-n_out // block)
+    mp = torch.cat((m, m.new_zeros(nb * block - n_out, n_in))).reshape(nb, block, n_in)
+    used = mp.abs().sum(1) > 0  # nb×n_in
+    cols = torch.arange(n_in, device=m.device)
+    lo = torch.where(used, cols, torch.full_like(cols, n_in)).amin(1)
+    hi = torch.where(used, cols, torch.full_like(cols, -1)).amax(1)
+    width = int((hi - lo + 1).clamp(min=1).max())  # a size, not data: fixed by the image size
+    start = lo.clamp(max=n_in - width).clamp(min=0)
+    rows = start[:, None] + torch.arange(width, device=m.device)
+    return rows, torch.gather(mp, 2, rows[:, None, :].expand(nb, block, width))
+
+
+def paint_masks(probs_s4: torch.Tensor, image_size: tuple[int, int], output_size: tuple[int, int],
+                thresh: float, block: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    """Paste stride-4 probabilities to the output size and give each pixel to the first mask above `thresh`.
+
+    probs_s4: N×h4×w4 in priority order. Returns (winner, prob): H×W long, 0 = no mask, k = the
+    k-th mask; and the winner's pasted probability there (0 where none).
+
+    The paste has the values of the authors' three steps (aligned_bilinear ×4, crop to the unpadded
+    image, bilinear resize to the output size): each is a separable linear map, so their per-axis
+    matrices compose. Both matrices are banded, so each is applied `block` outputs at a time reading
+    only the few inputs that block needs; the rows go last, one block of output rows at a time,
+    each painted at once, so no N×H×W tensor is ever made: memory stays O(N·block·W + H·W) however
+    large the image, and the work stays in cache. (Hand-written because no library op pastes, thresholds and paints in one pass.)
     """
     h4, w4 = probs_s4.shape[-2:]
     (h, w), (oh, ow) = image_size, tuple(output_size)
@@ -98,7 +124,24 @@ def paste_probs(probs_s4: torch.Tensor, image_size: tuple[int, int], output_size
     if (h, w) != (oh, ow):
         my = _resize_matrix(h, oh, dev) @ my
         mx = _resize_matrix(w, ow, dev) @ mx
-    return torch.matmul(torch.matmul(my, probs_s4), mx.t())
+    n = probs_s4.shape[0]
+    # plane 0 is an all-zero mask with priority 0: it makes the max below defined when n = 0
+    planes = torch.cat((probs_s4.new_zeros((1, h4, w4)), probs_s4))
+    xs, x_weights = _row_bands(mx, block)  # columns are banded the same way: apply them transposed
+    t = planes.transpose(1, 2)[:, xs.flatten()].reshape(n + 1, xs.shape[0], xs.shape[1], h4)
+    cols = torch.matmul(x_weights, t).flatten(1, 2).transpose(1, 2).contiguous()  # (N+1)×h4×W (+ pad)
+    priority = torch.cat((torch.zeros(1, device=dev), n - torch.arange(n, device=dev))).to(torch.int32)[:, None, None]
+    rows, weights = _row_bands(my, block)
+    winners, probs = [], []
+    for b in range(rows.shape[0]):
+        p = torch.matmul(weights[b], cols[:, rows[b]])  # (N+1)×block×W
+        # priorities n..1 in score order: the per-pixel max is the highest-scoring covering mask
+        # (a max over planes is several times faster than an argmax, a product than a where)
+        top = ((p > thresh).to(torch.int32) * priority).amax(0).long()
+        win = torch.where(top > 0, n + 1 - top, torch.zeros_like(top))
+        winners.append(win)
+        probs.append(p.gather(0, win[None])[0])
+    return torch.cat(winners)[:oh, :ow], torch.cat(probs)[:oh, :ow]
 
 
 def paste_and_merge(probs_s4: torch.Tensor, scores: torch.Tensor, image_size: tuple[int, int],
@@ -106,42 +149,37 @@ def paste_and_merge(probs_s4: torch.Tensor, scores: torch.Tensor, image_size: tu
     """Masks to the original size, then each pixel goes to the highest-scoring detection covering it.
 
     probs_s4 and scores must be in descending detection-score order. Uncovered pixels stay 0.
+    Nothing N×H×W is made: painting works in row blocks, per-entity sums are scatter-adds over the
+    H×W id map, and full-size masks are made for the kept entities only.
     """
     # exact shortcut: pasting only forms convex combinations, so a mask whose stride-4 maximum is not
     # above the threshold ends up empty anyway; skip it before the full-size work
     alive = probs_s4.flatten(1).amax(1) > cfg.mask_thresh
     probs_s4, scores = probs_s4[alive], scores[alive]
     n = probs_s4.shape[0]
-    probs = paste_probs(probs_s4, image_size, output_size)
-    binary = probs > cfg.mask_thresh
-    # detections are in score order: paint priorities n..1 and keep the per-pixel maximum, so the
-    # highest-scoring covering detection wins (a max over planes is ~40x faster than an argmax here)
-    dtype = torch.uint8 if cfg.detections_per_image < 256 else torch.int32
-    priority = (n - torch.arange(n, device=probs.device)).to(dtype)
-    top = torch.where(binary, priority[:, None, None], torch.zeros((), dtype=dtype, device=probs.device))
-    top = torch.cat((top, torch.zeros((1,) + tuple(output_size), dtype=dtype, device=probs.device))).amax(0)
-    top = top.long()
-    id_map = torch.where(top > 0, n + 1 - top, torch.zeros_like(top))  # 0 = nothing, k = k-th detection
-    ids = torch.arange(1, n + 1, device=id_map.device)
-    regions = id_map[None] == ids[:, None, None]
+    dev = probs_s4.device
+    id_map, own = paint_masks(probs_s4, image_size, output_size, cfg.mask_thresh)  # 0 = nothing, k = k-th
+    flat = id_map.flatten()
+    area = torch.zeros(n + 1, device=dev).scatter_add_(0, flat, torch.ones_like(flat, dtype=torch.float32))[1:]
     # fix (spec 10.15 / 10.7): only empty regions are dropped; 1-px-wide entities are kept
-    keep = regions.flatten(1).any(1)
+    keep = area > 0
     final = scores
-    if cfg.mask_rescore:
-        area = regions.flatten(1).sum(1).clamp(min=1)
-        final = scores * (probs * regions).flatten(1).sum(1) / area
+    if cfg.mask_rescore:  # mean probability of the detection's own pasted mask over its region
+        total = torch.zeros(n + 1, device=dev).scatter_add_(0, flat, own.flatten())[1:]
+        final = scores * total / area.clamp(min=1)
     # fix (spec 10.15): re-sort after rescoring so entity k always has scores[k-1], descending
     ranked = torch.where(keep, final, torch.full_like(final, -1.0))
     order = ranked.topk(n).indices  # sorted; TopK exports where sort(stable=True) does not
-    rank = torch.zeros_like(order).scatter(0, order, torch.arange(n, device=order.device))
+    rank = torch.zeros_like(order).scatter(0, order, torch.arange(n, device=dev))
     lut = torch.cat((id_map.new_zeros(1), torch.where(keep, rank + 1, torch.zeros_like(rank))))
     id_map = lut[id_map]
-    kept = keep[order]
-    regions = regions[order][kept]
+    kept = keep[order]  # kept entities come first in `order`, so they are ids 1..k
+    ids = torch.arange(1, n + 1, device=dev)[kept]
+    masks = id_map[None] == ids[:, None, None]
     return {
         "id_map": id_map.to(torch.int32),
         "scores": final[order][kept],
-        "boxes": masks_to_edge_boxes(regions),
+        "boxes": masks_to_edge_boxes(masks),
         "det_scores": scores[order][kept],
-        "masks": regions,
+        "masks": masks,
     }
