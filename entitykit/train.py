@@ -63,6 +63,7 @@ class TrainConfig:
     deterministic: bool = True  # deterministic kernels: same seed ⇒ same weights, exact resume
     device: str = "auto"
     workers: int = 0  # data-loading processes per training process
+    sync_bn: bool = True  # multi-GPU DDP: BatchNorm layers (the mask branch) become SyncBatchNorm
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
@@ -145,6 +146,14 @@ def _device(cfg: TrainConfig, dist: _Dist) -> torch.device:
             raise EntityKitError("device 'cuda' requested but no CUDA GPU is available")
         return torch.device("cuda", dist.local_rank)
     return torch.device(kind)
+
+
+def _maybe_sync_bn(model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> torch.nn.Module:
+    """Under DDP, BatchNorm statistics over the global batch as the spec asks, where PyTorch can:
+    its SyncBatchNorm runs on GPUs only, so CPU (gloo) runs keep per-process statistics."""
+    if cfg.sync_bn and device.type == "cuda":
+        return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return model
 
 
 def _lr_factor(it: int, warmup: int, warmup_factor: float, steps: list[int], gamma: float) -> float:
@@ -256,6 +265,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, stop
     model.to(device)
     ddp_model = model
     if dist.world > 1:
+        model = _maybe_sync_bn(model, cfg, device)
         ddp_model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
 

@@ -15,7 +15,9 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from entitykit.errors import EntityKitError
 from entitykit.model import EntityModel, export_onnx, get_config, prepare_images
+from entitykit.model.export import check_onnx
 
 LAYOUTS = [
     [("rect", 8, 8, 56, 64), ("rect", 72, 16, 120, 56), ("ellipse", 24, 76, 104, 120)],
@@ -113,7 +115,7 @@ def _train():
                 break
     model.eval()
     return {"model": model, "ape": best, "steps": at, "seconds": time.perf_counter() - start,
-            "x": x, "sizes": sizes, "preds": preds, "targets": targets}
+            "images": images, "x": x, "sizes": sizes, "preds": preds, "targets": targets}
 
 
 def test_tiny_overfits_synthetic_images(overfit_run):
@@ -125,16 +127,25 @@ def test_tiny_overfits_synthetic_images(overfit_run):
 
 def test_onnx_export_gives_the_same_id_map(overfit_run, tmp_path):
     ort = pytest.importorskip("onnxruntime")
-    model, x = overfit_run["model"], overfit_run["x"]
-    path = export_onnx(model, tmp_path / "tiny.onnx", x.shape[2], x.shape[3])
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    for i in range(x.shape[0]):
-        with torch.no_grad():
-            ref = model(x[i: i + 1])[0]
-        id_map, scores, boxes = session.run(None, {"image": x[i: i + 1].numpy()})
-        assert ref["scores"].numel() > 0
-        agree = (id_map == ref["id_map"].numpy()).mean()
-        print(f"image {i}: ONNX id map agrees on {agree:.6f} of pixels, {len(scores)} entities")
-        assert agree >= 0.999, agree  # float differences may flip a handful of 0.5-threshold pixels
-        np.testing.assert_allclose(scores, ref["scores"].numpy(), rtol=1e-4, atol=1e-5)
-        assert boxes.shape == tuple(ref["boxes"].shape)
+    model, images = overfit_run["model"], overfit_run["images"]
+    cfg = model.cfg
+    # the graph takes raw uint8 RGB: normalisation and padding are inside it; one size ×32, one not
+    crops = [(images, 128, 128), ([im[:, :120, :100] for im in images[:1]], 120, 100)]
+    for ims, h, w in crops:
+        path = export_onnx(model, tmp_path / f"tiny_{h}x{w}.onnx", h, w)
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        for i, im in enumerate(ims):
+            x, sizes = prepare_images([im], cfg)
+            with torch.no_grad():
+                ref = model(x, image_sizes=sizes)[0]
+            id_map, scores, boxes = session.run(None, {"image": im[None].numpy()})
+            assert ref["scores"].numel() > 0 and id_map.shape == (h, w)
+            agree = (id_map == ref["id_map"].numpy()).mean()
+            print(f"{h}x{w} image {i}: ONNX id map agrees on {agree:.6f} of pixels, {len(scores)} entities")
+            assert agree >= 0.999, agree  # float differences may flip a handful of 0.5-threshold pixels
+            np.testing.assert_allclose(scores, ref["scores"].numpy(), rtol=1e-4, atol=1e-5)
+            assert boxes.shape == tuple(ref["boxes"].shape)
+        check = check_onnx(model, path, ims[0])
+        assert check.pixel_agreement >= 0.999 and check.entities_onnx == check.entities_torch
+    with pytest.raises(EntityKitError, match="120, 100"):  # a graph is for its export size only
+        check_onnx(model, tmp_path / "tiny_128x128.onnx", images[0][:, :120, :100])

@@ -13,7 +13,8 @@ from entitykit.convert import convert_coco_panoptic
 from entitykit.data import Augment, batch_keys
 from entitykit.errors import EntityKitError
 from entitykit.synth import write_synthetic_panoptic
-from entitykit.train import TrainConfig, _lr_factor, load_train_config, train
+from entitykit.model import EntityModel, get_config
+from entitykit.train import TrainConfig, _lr_factor, _maybe_sync_bn, load_train_config, train
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +69,21 @@ def test_lr_schedule_warmup_and_steps():
     f = [_lr_factor(it, 10, 0.001, [20, 30], 0.1) for it in (0, 5, 10, 19, 20, 29, 30)]
     assert f[0] == pytest.approx(0.001) and f[1] == pytest.approx(0.5005) and f[2] == 1.0
     assert f[3] == 1.0 and f[4] == pytest.approx(0.1) and f[6] == pytest.approx(0.01)
+
+
+def test_sync_bn_under_gpu_ddp_only():
+    """The mask branch's BatchNorm becomes SyncBatchNorm for GPU DDP; same parameters and buffers."""
+    model = EntityModel(get_config("tiny"))
+    keys = {k: v.shape for k, v in model.state_dict().items()}
+    n_bn = sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.mask_branch.modules())
+    assert n_bn > 0
+    assert _maybe_sync_bn(model, TrainConfig(), torch.device("cpu")) is model  # PyTorch's SyncBN is GPU-only
+    assert not any(isinstance(m, torch.nn.SyncBatchNorm) for m in model.modules())
+    assert _maybe_sync_bn(model, TrainConfig(sync_bn=False), torch.device("cuda")) is model
+    synced = _maybe_sync_bn(model, TrainConfig(), torch.device("cuda"))  # conversion itself needs no GPU
+    assert sum(isinstance(m, torch.nn.SyncBatchNorm) for m in synced.mask_branch.modules()) == n_bn
+    assert not any(type(m) is torch.nn.BatchNorm2d for m in synced.modules())
+    assert {k: v.shape for k, v in synced.state_dict().items()} == keys  # checkpoints load either way
 
 
 def test_batches_are_deterministic_and_cover_each_epoch():

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ._app import app
 
 # Importing a command module registers its commands on ``app``.
-from . import data, demo, evaluate, merge_pack, predict_edit, train  # noqa: E402,F401
+from . import data, demo, evaluate, export, merge_pack, predict_edit, train  # noqa: E402,F401
 
 
 def main() -> None:

@@ -1,13 +1,18 @@
-"""ONNX export of the whole inference graph: normalised padded image → id map, scores, boxes.
+"""ONNX export of the whole inference graph: an RGB image → id map, scores, boxes.
 
-The export is for one image of a fixed size (the size given at export time); NMS becomes ONNX
-NonMaxSuppression, the dynamic mask head MatMul, so detection count stays dynamic.
+The graph is built for one image size (the size given at export time): normalisation and the
+padding to ×32 happen inside it, so a runtime feeds the image's RGB pixels as they are. NMS
+becomes ONNX NonMaxSuppression and the dynamic mask head MatMul, so the number of detections and
+entities stays dynamic. Another image size needs another export (or a resize to this one): the
+mask paste is built from per-size interpolation matrices and a per-size number of row blocks.
 """
 
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -21,35 +26,108 @@ class _InferenceGraph(nn.Module):
         super().__init__()
         self.model = model
         self.image_size = image_size
+        cfg = model.cfg
+        self.register_buffer("mean", torch.tensor(cfg.pixel_mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(cfg.pixel_std).view(1, 3, 1, 1), persistent=False)
+        d = cfg.size_divisibility
+        h, w = image_size
+        self.pad = (0, -(-w // d) * d - w, 0, -(-h // d) * d - h)
 
     def forward(self, image: torch.Tensor):
-        pred = self.model(image, image_sizes=[self.image_size])[0]
+        # as prepare_images: normalise, then zero-pad (so the padding is the mean colour)
+        x = nn.functional.pad((image.float() - self.mean) / self.std, self.pad)
+        pred = self.model(x, image_sizes=[self.image_size])[0]
         return pred["id_map"], pred["scores"], pred["boxes"]
 
 
 def export_onnx(model: EntityModel, path: str | Path, height: int, width: int, opset: int = 17,
                 example: torch.Tensor | None = None) -> Path:
-    """Trace eval-mode inference for a (height, width) image (already normalised, padded to ×32).
+    """Trace eval-mode inference for a (height, width) RGB image; any size, no padding needed.
 
-    Inputs: ``image`` 1×3×H×W float. Outputs: ``id_map`` H×W int32, ``scores`` N, ``boxes`` N×4.
-    The post-processing has no data-dependent Python branches, so the graph does not depend on the
-    traced image (`example`, zeros by default) or on how many entities it happened to contain.
+    Input ``image``: 1×3×H×W uint8 RGB. Outputs: ``id_map`` H×W int32 (0 = nothing, k = entity k),
+    ``scores`` N descending, ``boxes`` N×4 (x1, y1, x2, y2, pixel edges). The post-processing has no
+    data-dependent Python branches, so the graph does not depend on the traced image (`example`,
+    mid-grey by default) or on how many entities it happened to contain. Written atomically.
     """
-    d = model.cfg.size_divisibility
-    if height % d or width % d:
-        raise EntityKitError(f"export size must be a multiple of {d}", item=f"{height}x{width}")
+    from ..fileio import atomic_path  # noqa: PLC0415
+
+    if height < 1 or width < 1:
+        raise EntityKitError(f"export size must be positive, got {height}x{width}")
+    graph = _InferenceGraph(model, (height, width)).to(next(model.parameters()).device)
+    dummy = (torch.full((1, 3, height, width), 128, dtype=torch.uint8) if example is None
+             else example.reshape(1, 3, height, width).to(torch.uint8))
+    dummy = dummy.to(next(model.parameters()).device)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     was_training = model.training
     model.eval()
-    graph = _InferenceGraph(model, (height, width))
-    dummy = torch.zeros(1, 3, height, width) if example is None else example.reshape(1, 3, height, width)
     try:
-        with warnings.catch_warnings():
+        with atomic_path(path) as tmp, warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer warnings about shape-derived Python ints are expected
-            torch.onnx.export(graph, (dummy,), str(path), dynamo=False, opset_version=opset,
+            torch.onnx.export(graph, (dummy,), str(tmp), dynamo=False, opset_version=opset,
                               input_names=["image"], output_names=["id_map", "scores", "boxes"],
                               dynamic_axes={"scores": {0: "n"}, "boxes": {0: "n"}})
+    except ModuleNotFoundError as e:
+        raise EntityKitError(f"ONNX export needs the '{e.name}' package: pip install 'entitykit[export]'") from None
     finally:
         model.train(was_training)
     return path
+
+
+@dataclass
+class OnnxCheck:
+    """How an exported graph's output compares with PyTorch's on one image."""
+
+    pixel_agreement: float  # fraction of id-map pixels equal
+    entities_torch: int
+    entities_onnx: int
+    max_score_diff: float  # over the entities both have (inf when the counts differ)
+
+
+def check_onnx(model: EntityModel, path: str | Path, image: torch.Tensor) -> OnnxCheck:
+    """Run the exported graph with onnxruntime on `image` (3×H×W uint8) beside the PyTorch model."""
+    try:
+        import onnxruntime as ort  # noqa: PLC0415
+    except ModuleNotFoundError:
+        raise EntityKitError("checking an export needs onnxruntime: pip install onnxruntime") from None
+    model.eval()
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        ref = _InferenceGraph(model, tuple(image.shape[1:])).to(device)(image[None].to(device))
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    try:
+        id_map, scores, _ = session.run(None, {"image": image[None].cpu().numpy()})
+    except Exception as e:  # onnxruntime raises its own exception types (e.g. a size mismatch)
+        raise EntityKitError(f"onnxruntime could not run the graph on a {tuple(image.shape[1:])} image: {e}", path) from None
+    ref_map, ref_scores = ref[0].cpu().numpy(), ref[1].cpu().numpy()
+    same_n = len(scores) == len(ref_scores)
+    diff = float(abs(scores - ref_scores).max()) if same_n and len(scores) else (0.0 if same_n else float("inf"))
+    return OnnxCheck(float((id_map == ref_map).mean()), len(ref_scores), len(scores), diff)
+
+
+def export_checkpoint(checkpoint: str | Path, path: str | Path, height: int, width: int, *, opset: int = 17,
+                      check: bool = False, check_image: Any = None) -> tuple[Path, OnnxCheck | None]:
+    """`entitykit export-onnx`: a local checkpoint → ONNX graph for (height, width), optionally checked.
+
+    The check runs onnxruntime beside PyTorch on `check_image` (H×W×3 uint8, resized to the export
+    size) or, without one, on a synthetic textured picture of that size.
+    """
+    import numpy as np  # noqa: PLC0415
+
+    from .checkpoint import load_checkpoint  # noqa: PLC0415
+
+    model = load_checkpoint(checkpoint).eval()
+    out = export_onnx(model, path, height, width, opset=opset)
+    if not (check or check_image is not None):
+        return out, None
+    if check_image is None:
+        from ..synth import render_image, synthetic_panoptic_image  # noqa: PLC0415
+
+        rng = np.random.default_rng(0)
+        check_image = render_image(rng, synthetic_panoptic_image(rng, height, width, 12)[0])
+    elif check_image.shape[:2] != (height, width):
+        from PIL import Image  # noqa: PLC0415
+
+        check_image = np.asarray(Image.fromarray(check_image).resize((width, height), Image.BILINEAR))
+    image = torch.from_numpy(np.array(check_image, dtype=np.uint8)).permute(2, 0, 1).contiguous()
+    return out, check_onnx(model, out, image)

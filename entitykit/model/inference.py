@@ -89,7 +89,7 @@ def _row_bands(m: torch.Tensor, block: int) -> tuple[torch.Tensor, torch.Tensor]
     Returns the K input rows each block reads (nb×K, K = the widest band) and the block weights
     (nb×block×K), so the product becomes nb small matmuls instead of one mostly-zero dense one.
     """
-    n_out, n_in = m.shape
+    n_out, n_in = (int(s) for s in m.shape)  # plain ints: traced shape arithmetic would round -x // b wrongly in ONNX
     nb = -(-n_out // block)
     mp = torch.cat((m, m.new_zeros(nb * block - n_out, n_in))).reshape(nb, block, n_in)
     used = mp.abs().sum(1) > 0  # nb×n_in
