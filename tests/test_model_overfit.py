@@ -149,3 +149,23 @@ def test_onnx_export_gives_the_same_id_map(overfit_run, tmp_path):
         assert check.pixel_agreement >= 0.999 and check.entities_onnx == check.entities_torch
     with pytest.raises(EntityKitError, match="120, 100"):  # a graph is for its export size only
         check_onnx(model, tmp_path / "tiny_128x128.onnx", images[0][:, :120, :100])
+
+
+def test_onnx_graph_does_not_depend_on_the_traced_image(overfit_run, tmp_path):
+    """Traced on an image with no entities or on one with many, the graph gives the same answers."""
+    ort = pytest.importorskip("onnxruntime")
+    model, images = overfit_run["model"], list(overfit_run["images"])
+    images.append(torch.full((3, 128, 128), 50, dtype=torch.uint8))  # flat: nothing to find
+    images.append(images[0].flip(2))
+    with torch.no_grad():
+        refs = [model(*prepare_images([x], model.cfg))[0] for x in images]
+    counts = [r["scores"].numel() for r in refs]
+    assert 0 in counts and max(counts) > 1, counts
+    for example in (images[counts.index(0)], images[counts.index(max(counts))]):
+        path = export_onnx(model, tmp_path / "m.onnx", 128, 128, example=example)
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        for x, ref in zip(images, refs):
+            id_map, scores, boxes = session.run(None, {"image": x[None].numpy()})
+            assert (id_map == ref["id_map"].numpy()).mean() >= 0.999
+            np.testing.assert_allclose(scores, ref["scores"].numpy(), rtol=1e-4, atol=1e-5)
+            assert boxes.shape == tuple(ref["boxes"].shape)
