@@ -98,7 +98,8 @@ def check_onnx(model: EntityModel, path: str | Path, image: torch.Tensor) -> Onn
     try:
         id_map, scores, _ = session.run(None, {"image": image[None].cpu().numpy()})
     except Exception as e:  # onnxruntime raises its own exception types (e.g. a size mismatch)
-        raise EntityKitError(f"onnxruntime could not run the graph on a {tuple(image.shape[1:])} image: {e}", path) from None
+        size = tuple(image.shape[1:])
+        raise EntityKitError(f"onnxruntime could not run the graph on a {size} image: {e}", path) from None
     ref_map, ref_scores = ref[0].cpu().numpy(), ref[1].cpu().numpy()
     same_n = len(scores) == len(ref_scores)
     diff = float(abs(scores - ref_scores).max()) if same_n and len(scores) else (0.0 if same_n else float("inf"))

@@ -89,7 +89,8 @@ def _row_bands(m: torch.Tensor, block: int) -> tuple[torch.Tensor, torch.Tensor]
     Returns the K input rows each block reads (nb×K, K = the widest band) and the block weights
     (nb×block×K), so the product becomes nb small matmuls instead of one mostly-zero dense one.
     """
-    n_out, n_in = (int(s) for s in m.shape)  # plain ints: traced shape arithmetic would round -x // b wrongly in ONNX
+    # plain ints: traced shape arithmetic would round -x // b towards zero in the ONNX graph
+    n_out, n_in = (int(s) for s in m.shape)
     nb = -(-n_out // block)
     mp = torch.cat((m, m.new_zeros(nb * block - n_out, n_in))).reshape(nb, block, n_in)
     used = mp.abs().sum(1) > 0  # nb×n_in
@@ -112,9 +113,10 @@ def paint_masks(probs_s4: torch.Tensor, image_size: tuple[int, int], output_size
     The paste has the values of the authors' three steps (aligned_bilinear ×4, crop to the unpadded
     image, bilinear resize to the output size): each is a separable linear map, so their per-axis
     matrices compose. Both matrices are banded, so each is applied `block` outputs at a time reading
-    only the few inputs that block needs; the rows go last, one block of output rows at a time,
-    each painted at once, so no N×H×W tensor is ever made: memory stays O(N·block·W + H·W) however
-    large the image, and the work stays in cache. (Hand-written because no library op pastes, thresholds and paints in one pass.)
+    only the few inputs that block needs. The rows go last, one block of output rows at a time, and
+    each block is painted at once: no N×H×W tensor is made (the largest is the column pass,
+    N×h4×W) and the painting works in cache. Hand-written: no library op pastes, thresholds and
+    paints in one pass.
     """
     h4, w4 = probs_s4.shape[-2:]
     (h, w), (oh, ow) = image_size, tuple(output_size)
