@@ -1,6 +1,6 @@
 """The paper's Table 2b on synthetic data: baseline / + kernel bank / + overlap suppression / both.
 
-    python benchmarks/bench_ablation.py --iterations 900 --seeds 0
+    python benchmarks/bench_ablation.py --iterations 900 --seeds 0 1 2
 
 Same data, same seed and schedule for every row (the `tiny` preset on CPU); only the two switches
 differ. Prints APe / APe50 / APe75 / AR100 on held-out synthetic images and the training time.
@@ -35,7 +35,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--iterations", type=int, default=900)
     ap.add_argument("--train-images", type=int, default=48)
-    ap.add_argument("--val-images", type=int, default=16)
+    ap.add_argument("--val-images", type=int, default=32)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     args = ap.parse_args()
     h, w = 128, 160

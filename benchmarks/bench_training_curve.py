@@ -1,4 +1,4 @@
-"""A longer CPU training run (20–30 min on 2 cores): held-out APe as training goes on.
+"""A longer CPU training run (about 20 min on 2 cores): held-out APe as training goes on.
 
     python benchmarks/bench_training_curve.py [--iterations 6000] [--eval-period 500] [--output runs/training-curve]
 
