@@ -7,8 +7,11 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+# tab10 then the light half of tab20: a full-model run logs 11 loss terms, all distinct up to 20
 PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
-           (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
+           (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
+           (174, 199, 232), (255, 187, 120), (152, 223, 138), (255, 152, 150), (197, 176, 213),
+           (196, 156, 148), (247, 182, 210), (199, 199, 199), (219, 219, 141), (158, 218, 229)]
 
 
 def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
@@ -60,5 +63,10 @@ def line_chart(panels: list[dict], path: str | Path, *, width: int = 640, height
                 draw.line(line, fill=colour, width=2)
             for q in line if len(line) < 30 else []:
                 draw.ellipse([q[0] - 2, q[1] - 2, q[0] + 2, q[1] + 2], fill=colour)
-            draw.text((right - 150, top + 6 + 14 * k), name, fill=colour)
+        # the legend last, on white, so the curves do not run through it
+        names = list(panel["series"])
+        draw.rectangle([right - 156, top + 2, right - 2, top + 8 + 14 * len(names)], fill="white",
+                       outline=(200, 200, 200))
+        for k, name in enumerate(names):
+            draw.text((right - 150, top + 6 + 14 * k), name, fill=PALETTE[k % len(PALETTE)])
     img.save(path, format="PNG")
