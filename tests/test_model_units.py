@@ -356,6 +356,20 @@ def test_paste_and_merge_priority_and_rescore():
     assert empty["id_map"].shape == (20, 24) and empty["scores"].numel() == 0 and empty["boxes"].shape == (0, 4)
 
 
+def test_paste_and_merge_without_masks_gives_the_same_map_and_boxes():
+    cfg = get_config("tiny", mask_rescore=True)
+    g = torch.Generator().manual_seed(3)
+    probs = F.avg_pool2d(torch.rand(12, 20, 24, generator=g)[None], 5, 1, 2)[0]
+    probs = (probs - probs.mean()) * 8 + 0.5  # sharpen around the 0.5 threshold
+    scores = torch.rand(12, generator=g).sort(descending=True).values
+    for out_size in ((80, 96), (200, 131)):
+        full = paste_and_merge(probs.clamp(0, 1), scores, (80, 96), out_size, cfg)
+        lean = paste_and_merge(probs.clamp(0, 1), scores, (80, 96), out_size, cfg, with_masks=False)
+        assert "masks" not in lean and full["masks"].shape[0] >= 3
+        assert torch.equal(full["id_map"], lean["id_map"]) and torch.equal(full["scores"], lean["scores"])
+        assert torch.equal(full["boxes"], lean["boxes"])
+
+
 def test_inference_non_overlapping_sorted_and_deterministic():
     cfg = get_config("tiny", score_thresh=0.0, detections_per_image=30)
     images = [torch.randint(0, 256, (3, 100, 90), dtype=torch.uint8), torch.randint(0, 256, (3, 64, 128), dtype=torch.uint8)]

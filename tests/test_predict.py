@@ -64,11 +64,13 @@ class StubModel(torch.nn.Module):
         self.w = torch.nn.Parameter(torch.zeros(1))
         self.boxes, self.scores = boxes, scores
         self.seen: list[tuple[int, int]] = []
+        self.pasted: list[tuple[int, int]] = []
 
-    def forward(self, batch, image_sizes=None, output_sizes=None):
+    def forward(self, batch, image_sizes=None, output_sizes=None, with_masks=True):
         out = []
         for (h, w), (oh, ow) in zip(image_sizes, output_sizes):
             self.seen.append((h, w))
+            self.pasted.append((oh, ow))
             id_map = torch.zeros((oh, ow), dtype=torch.int32)
             for k, (y0, y1, x0, x1) in enumerate(self.boxes, 1):
                 sub = id_map[round(y0 * oh): round(y1 * oh), round(x0 * ow): round(x1 * ow)]
@@ -239,8 +241,10 @@ def test_large_image_min_score_and_scorer_round_trip(photos, tmp_path):
                        image_root=tmp_path)
     ds.save(tmp_path / "gt.json")
     out = tmp_path / "pred"
-    run = predict(stub, None, out, dataset=tmp_path / "gt.json", min_score=0.5, max_size=256, overlays=False)
+    run = predict(stub, None, out, dataset=tmp_path / "gt.json", min_score=0.5, max_size=256, overlays=False,
+                  paste_pixels=0)  # above the paste limit: the model-size map is enlarged
     assert stub.seen == [(128, 192)]  # the model never saw the full-size image (short side → 128)
+    assert stub.pasted == [(128, 192)]
     rec = run.images[0]
     assert rec["image_id"] == "im-7" and rec["model_size"] == [128, 192]
     id_map = read_id_map_png(out / rec["file_name"])
@@ -252,6 +256,12 @@ def test_large_image_min_score_and_scorer_round_trip(photos, tmp_path):
     for pred in (out, out / COCO_RESULTS_JSON):
         r = evaluate(tmp_path / "gt.json", pred)
         assert r.summary["APe50"] == pytest.approx(1.0) and r.summary["APe"] > 0.9
+    # within the paste limit (the default, 4 MP) the masks are pasted at the original size
+    stub.pasted.clear()
+    run = predict(stub, None, tmp_path / "pred_full", dataset=tmp_path / "gt.json", min_score=0.5, max_size=256,
+                  overlays=False)
+    assert stub.pasted == [(h, w)] and run.settings["paste_pixels"] == 4_000_000
+    assert evaluate(tmp_path / "gt.json", tmp_path / "pred_full").summary["APe"] > 0.9
     # a dataset image whose size differs from the file is refused with its name
     ds.images[0]["height"] = h + 1
     ds.save(tmp_path / "gt_bad.json")
@@ -261,7 +271,7 @@ def test_large_image_min_score_and_scorer_round_trip(photos, tmp_path):
 
 def test_interrupted_run_leaves_nothing(photos, tmp_path):
     class Interrupted(StubModel):
-        def forward(self, batch, image_sizes=None, output_sizes=None):
+        def forward(self, batch, image_sizes=None, output_sizes=None, with_masks=True):
             if self.seen:
                 raise KeyboardInterrupt
             return super().forward(batch, image_sizes, output_sizes)

@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 
 from ..edit import OPS
+from ..predict import FULL_PASTE_PIXELS
 from ._app import app, console, err_console, user_errors
 
 SAVE_FORMATS = {".png": "PNG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF", ".jpg": "JPEG", ".jpeg": "JPEG",
@@ -38,6 +39,7 @@ def predict(
     images: Optional[Path] = typer.Option(None, "--images", help="Image folder for --dataset (default: the one recorded in the file)."),
     min_score: float = typer.Option(0.0, "--min-score", help="Drop entities scoring lower (keep 0 for scoring: AP wants every entity)."),
     max_size: Optional[int] = typer.Option(None, "--max-size", help="Longest side the model sees (default: the checkpoint's max_size_test); id maps are pasted back at full resolution."),
+    paste_pixels: int = typer.Option(FULL_PASTE_PIXELS, "--paste-pixels", help="Images up to this many pixels get masks pasted at full resolution (as the authors); larger ones get the model-size map enlarged (bounded memory)."),
     device: str = typer.Option("auto", "--device", help="auto (cuda if available, else cpu), cpu, cuda, cuda:1, …"),
     no_overlays: bool = typer.Option(False, "--no-overlays", help="Skip the overlay PNGs."),
     cutouts: bool = typer.Option(False, "--cutouts", help="Also write each entity as an RGBA PNG cropped to its box."),
@@ -56,7 +58,8 @@ def predict(
         err_console.print(f"[yellow]skipped:[/] {escape(p['path'])}: {escape(p['problem'])}", highlight=False)
 
     run = run_predict(checkpoint, inputs, output, min_score=min_score, device=device, overlays=not no_overlays,
-                      cutouts=cutouts, dataset=dataset, image_root=images, max_size=max_size, keep_going=keep_going,
+                      cutouts=cutouts, dataset=dataset, image_root=images, max_size=max_size,
+                      paste_pixels=paste_pixels, keep_going=keep_going,
                       overwrite=overwrite, progress=not quiet, on_problem=problem)
     n = len(run.images)
     per = run.model_seconds / n if n else 0.0

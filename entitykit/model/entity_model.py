@@ -1,7 +1,8 @@
 """EntityModel: backbone + FPN, FCOS entity head, controller, mask branch and dynamic mask head.
 
 ``model(images, targets)`` returns the loss dict in train mode; ``model(images)`` returns one
-prediction dict per image in eval mode (``id_map``, ``scores``, ``boxes``, ``det_scores``, ``masks``).
+prediction dict per image in eval mode (``id_map``, ``scores``, ``boxes``, ``det_scores``, and
+``masks`` unless ``with_masks=False``).
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ class EntityModel(nn.Module):
 
     def forward(self, images: torch.Tensor, targets: list[dict] | None = None,
                 image_sizes: list[tuple[int, int]] | None = None,
-                output_sizes: list[tuple[int, int]] | None = None):
+                output_sizes: list[tuple[int, int]] | None = None, with_masks: bool = True):
         cls, reg, ctr, kernel_feats, mask_feats, locations = self._features(images)
         if self.training:
             if targets is None or len(targets) != images.shape[0]:
@@ -95,7 +96,8 @@ class EntityModel(nn.Module):
                 self.cfg)
             p = self.controller.params_at([f[i] for f in kernel_feats], levels, idx)
             probs = mask_probs(self.mask_head, mask_feats[i: i + 1], p, locs, levels)
-            preds.append(paste_and_merge(probs, scores, tuple(image_sizes[i]), tuple(output_sizes[i]), self.cfg))
+            preds.append(paste_and_merge(probs, scores, tuple(image_sizes[i]), tuple(output_sizes[i]), self.cfg,
+                                         with_masks))
         return preds
 
     # ----------------------------------------------------------------------------------------- #

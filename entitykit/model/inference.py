@@ -147,12 +147,13 @@ def paint_masks(probs_s4: torch.Tensor, image_size: tuple[int, int], output_size
 
 
 def paste_and_merge(probs_s4: torch.Tensor, scores: torch.Tensor, image_size: tuple[int, int],
-                    output_size: tuple[int, int], cfg: ModelConfig) -> dict[str, torch.Tensor]:
+                    output_size: tuple[int, int], cfg: ModelConfig, with_masks: bool = True) -> dict[str, torch.Tensor]:
     """Masks to the original size, then each pixel goes to the highest-scoring detection covering it.
 
     probs_s4 and scores must be in descending detection-score order. Uncovered pixels stay 0.
     Nothing N×H×W is made: painting works in row blocks, per-entity sums are scatter-adds over the
-    H×W id map, and full-size masks are made for the kept entities only.
+    H×W id map, and full-size masks are made for the kept entities only, and only `with_masks`
+    (otherwise boxes come from the id map directly: K×H×W booleans are large on big outputs).
     """
     # exact shortcut: pasting only forms convex combinations, so a mask whose stride-4 maximum is not
     # above the threshold ends up empty anyway; skip it before the full-size work
@@ -177,11 +178,26 @@ def paste_and_merge(probs_s4: torch.Tensor, scores: torch.Tensor, image_size: tu
     id_map = lut[id_map]
     kept = keep[order]  # kept entities come first in `order`, so they are ids 1..k
     ids = torch.arange(1, n + 1, device=dev)[kept]
-    masks = id_map[None] == ids[:, None, None]
-    return {
-        "id_map": id_map.to(torch.int32),
-        "scores": final[order][kept],
-        "boxes": masks_to_edge_boxes(masks),
-        "det_scores": scores[order][kept],
-        "masks": masks,
-    }
+    out = {"id_map": id_map.to(torch.int32), "scores": final[order][kept], "det_scores": scores[order][kept]}
+    if with_masks:
+        out["masks"] = id_map[None] == ids[:, None, None]
+        out["boxes"] = masks_to_edge_boxes(out["masks"])
+    else:
+        out["boxes"] = id_map_boxes(id_map, ids.numel())
+    return out
+
+
+def id_map_boxes(id_map: torch.Tensor, k: int) -> torch.Tensor:
+    """K×4 edge-convention boxes (as masks_to_edge_boxes) of ids 1..k, from per-row / per-column presence."""
+    h, w = id_map.shape
+    ids = torch.arange(1, k + 1, device=id_map.device)
+    big = torch.full((k + 1,), max(h, w), dtype=torch.long, device=id_map.device)
+    # each id's first/last row and column: scatter the row (column) index of every pixel
+    ys = torch.arange(h, device=id_map.device)[:, None].expand(h, w).flatten()
+    xs = torch.arange(w, device=id_map.device)[None, :].expand(h, w).flatten()
+    flat = id_map.flatten().long()
+    y1 = big.scatter_reduce(0, flat, ys, "amin")[ids]
+    x1 = big.scatter_reduce(0, flat, xs, "amin")[ids]
+    y2 = torch.zeros_like(big).scatter_reduce(0, flat, ys, "amax")[ids] + 1
+    x2 = torch.zeros_like(big).scatter_reduce(0, flat, xs, "amax")[ids] + 1
+    return torch.stack((x1, y1, x2, y2), 1).float()
