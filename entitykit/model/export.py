@@ -53,10 +53,10 @@ def export_onnx(model: EntityModel, path: str | Path, height: int, width: int, o
 
     if height < 1 or width < 1:
         raise EntityKitError(f"export size must be positive, got {height}x{width}")
-    graph = _InferenceGraph(model, (height, width)).to(next(model.parameters()).device)
+    device = next(model.parameters()).device
+    graph = _InferenceGraph(model, (height, width)).to(device)
     dummy = (torch.full((1, 3, height, width), 128, dtype=torch.uint8) if example is None
-             else example.reshape(1, 3, height, width).to(torch.uint8))
-    dummy = dummy.to(next(model.parameters()).device)
+             else example.reshape(1, 3, height, width).to(torch.uint8)).to(device)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     was_training = model.training
