@@ -1,23 +1,41 @@
-"""`entitykit check`: every rule of the entity format, verified on any dataset.
+"""The rules of the entity format, in one place: every command that opens a dataset applies them.
 
-Collects all problems instead of stopping at the first, so one run tells a user everything that
-is wrong with a file. Mask checks run in pycocotools' RLE domain (no decoding to pixels).
+``entitykit check`` runs all of them and lists every problem; :meth:`EntityDataset.open` runs the
+cheap ones (``level="schema"``) or all (``"full"``) and raises :class:`ProblemsError` listing
+them, so merge, pack, train, predict, idmaps and info agree on what a valid dataset is.
+
+The rules are split so that a dataset can be validated shard by shard:
+
+- per image (:meth:`Rules.image`): its entry's keys and types, the pixel limit;
+- per annotation (:meth:`Rules.annotation`): keys and types, its RLE's size is its image's, the
+  counts are a compressed string;
+- per image's masks (:meth:`Rules.masks`, ``full``): runs cover height × width, no empty mask,
+  ``area`` and ``bbox`` equal the mask's, no two entities overlap (pycocotools' RLE domain, no
+  decoding to pixels);
+- per image file (:meth:`Rules.image_file`, with ``check_images``): the file exists, is an
+  image, and its size as read (EXIF orientation applied, ``entitykit.images``) is the declared one;
+- global: image ids, annotation ids and file names unique, annotations name a known image, the
+  single entity category. These keep an index that grows with the number of images and
+  annotations' ids, never with mask data.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from PIL import Image
 from pycocotools import mask as mask_utils
 
-from .dataset import ANNOTATION_KEYS, IMAGE_KEYS, EntityDataset
-from .errors import DatasetError
-from .masks import overlapping_pairs, rle_counts
+from .dataset import ANNOTATION_KEYS, EntityDataset, annotation_entry_problem, image_entry_problem
+from .errors import DatasetError, EntityKitError
+from .images import read_header, size_problem
+from .limits import max_pixels
+from .masks import overlapping_pairs, runs_problem
 from .progress import progress_bar
+
+LEVELS = ("schema", "full")
 
 
 @dataclass
@@ -45,8 +63,166 @@ class CheckReport:
         }
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+class _Full(Exception):
+    pass
+
+
+class Rules:
+    """The format's rules, applied item by item; ``problem(item, text)`` receives each violation."""
+
+    def __init__(self, problem: Callable[[str, str], None]):
+        self.problem = problem
+        self.images: dict[Any, dict[str, Any]] = {}
+        self.file_names: dict[str, dict[str, Any]] = {}
+        self.ann_ids: set[Any] = set()
+
+    def categories(self, categories: list[Any]) -> None:
+        if not any(isinstance(c, dict) and c.get("id") == 1 for c in categories):
+            self.problem("categories", "must contain the single entity category {id: 1}")
+        if len(categories) > 1:
+            self.problem("categories", f"has {len(categories)} categories; an entity dataset has exactly one (id 1)")
+
+    def image(self, i: int, img: Any) -> bool:
+        """Schema, limit and uniqueness of one image entry; True when its annotations can be checked."""
+        why = image_entry_problem(img, integer_id=True)
+        if why:
+            self.problem(f"images[{i}]", why)
+            return False
+        item = f"image {img['id']!r}"
+        limit = max_pixels()
+        if limit and img["height"] * img["width"] > limit:
+            self.problem(item, f"{img['width']}×{img['height']} pixels is over the limit of {limit:,} "
+                               "(raise it with entitykit --max-pixels N)")
+            return False
+        if img["id"] in self.images:
+            self.problem(item, "duplicate image id")
+            return False
+        key = img["file_name"].lower()
+        other = self.file_names.get(key)
+        if other is None:
+            self.file_names[key] = img
+        elif not (img.get("copies") and other.get("copies")):  # a merge's repeated copies share their file
+            self.problem(item, f"file_name {img['file_name']!r} is also image {other['id']!r}'s "
+                               "(compared case-insensitively)")
+        self.images[img["id"]] = img
+        return True
+
+    def annotation(self, j: int, ann: Any) -> dict[str, Any] | None:
+        """Schema and ids of one annotation; returns its image when its mask can be checked."""
+        why = annotation_entry_problem(ann)
+        if why:
+            self.problem(f"annotations[{j}]", why)
+            return None
+        item = f"annotation {ann['id']!r} (image {ann['image_id']!r})"
+        if ann["id"] < 1:
+            self.problem(item, "annotation id must be an integer ≥ 1 (pycocotools treats id 0 as unmatched)")
+        elif ann["id"] in self.ann_ids:
+            self.problem(item, "duplicate annotation id")
+        self.ann_ids.add(ann["id"])
+        if ann["category_id"] != 1:
+            self.problem(item, f"category_id is {ann['category_id']!r}; entities use category 1")
+        if ann["iscrowd"] not in (0, 1):
+            self.problem(item, f"iscrowd must be 0 or 1, got {ann['iscrowd']!r}")
+        img = self.images.get(ann["image_id"])
+        if img is None:
+            self.problem(item, "annotation for an unknown image")
+            return None
+        seg = ann["segmentation"]
+        if not isinstance(seg, dict) or "size" not in seg or "counts" not in seg:
+            self.problem(item, "segmentation must be a COCO RLE {size, counts}")
+            return None
+        if not isinstance(seg["counts"], str):
+            self.problem(item, "RLE counts must be a compressed string (uncompressed lists: convert with entitykit)")
+            return None
+        if not isinstance(seg["size"], list) or list(seg["size"]) != [img["height"], img["width"]]:
+            self.problem(item, f"RLE size {seg['size']!r} differs from the image's [height, width] "
+                               f"[{img['height']}, {img['width']}]")
+            return None
+        return img
+
+    def masks(self, img: dict[str, Any], anns: list[dict[str, Any]]) -> None:
+        """Runs, emptiness, area, bbox and overlap of one image's entities (RLE domain)."""
+        good = []
+        for a in anns:
+            item = f"annotation {a['id']!r} (image {img['id']!r})"
+            why = runs_problem(a["segmentation"]["counts"], img["height"], img["width"])
+            if why:
+                self.problem(item, why)
+            else:
+                good.append(a)
+        if not good:
+            return
+        rles = [{"size": a["segmentation"]["size"], "counts": a["segmentation"]["counts"].encode("ascii")} for a in good]
+        areas = mask_utils.area(rles)
+        boxes = mask_utils.toBbox(rles)
+        for a, area, box in zip(good, areas.tolist(), boxes.tolist()):
+            item = f"annotation {a['id']!r} (image {img['id']!r})"
+            if area == 0:
+                self.problem(item, "empty mask (0 pixels)")
+            if a["area"] != area:
+                self.problem(item, f"area {a['area']!r} ≠ mask pixel count {area}")
+            if not _bbox_equal(a["bbox"], box):
+                self.problem(item, f"bbox {a['bbox']!r} ≠ tight mask box {[int(v) for v in box]}")
+        if len(rles) < 2 or len(good) < len(anns):
+            return
+        union = int(mask_utils.area(mask_utils.merge(rles, intersect=False)))
+        total = int(areas.sum())
+        if union != total:
+            pairs = overlapping_pairs(rles)
+            detail = "; ".join(f"annotations {good[i]['id']} and {good[j]['id']}: {n} px" for i, j, n in pairs[:5])
+            self.problem(f"image {img['id']!r}", f"entities overlap ({total - union} px counted twice): {detail}")
+
+    def image_file(self, ds: EntityDataset, img: dict[str, Any], *, exif: bool = True) -> None:
+        """The file exists, is an image, and its size as read is the declared one (the reader's rule)."""
+        path = ds.image_path(img)
+        item = f"image {img['id']!r}"
+        if path is None:
+            return
+        try:
+            header = read_header(path, exif=exif, item=item)
+        except EntityKitError as e:
+            self.problem(item, f"{e.problem} ({path})" if e.problem != "image file not found" else
+                         f"image file not found: {path}")
+            return
+        why = size_problem(header, img["height"], img["width"], exif=exif)
+        if why:
+            self.problem(item, f"{path}: {why}")
+
+
+def _bbox_equal(bbox: Any, box: list[float]) -> bool:
+    if not (isinstance(bbox, list) and len(bbox) == 4):
+        return False
+    try:
+        return all(abs(float(u) - v) <= 1e-6 for u, v in zip(bbox, box))
+    except (TypeError, ValueError):
+        return False
+
+
+def validate(ds: EntityDataset, problem: Callable[[str, str], None], *, level: str = "full",
+             check_images: bool = False, exif: bool = True, progress: bool = False) -> None:
+    """Apply the rules to a whole in-memory dataset (see the module docstring for what each level does)."""
+    if level not in LEVELS:
+        raise EntityKitError(f"unknown validation level {level!r}; choose one of {LEVELS}")
+    rules = Rules(problem)
+    rules.categories(ds.categories)
+    for i, img in enumerate(ds.images):
+        rules.image(i, img)
+    per_image: dict[Any, list[dict[str, Any]]] = {k: [] for k in rules.images}
+    for j, ann in enumerate(ds.annotations):
+        img = rules.annotation(j, ann)
+        if img is not None:
+            per_image[img["id"]].append(ann)
+    if level == "full":
+        with progress_bar(len(per_image), "check masks", enabled=progress) as advance:
+            for image_id, anns in per_image.items():
+                if anns:
+                    rules.masks(rules.images[image_id], anns)
+                advance()
+    if check_images and ds.image_root is not None:
+        with progress_bar(len(rules.images), "check image files", enabled=progress) as advance:
+            for img in rules.images.values():
+                rules.image_file(ds, img, exif=exif)
+                advance()
 
 
 def check_dataset(
@@ -54,18 +230,18 @@ def check_dataset(
     *,
     image_root: str | Path | None = None,
     check_images: bool = True,
+    exif: bool = True,
     max_problems: int = 1000,
     progress: bool = False,
 ) -> CheckReport:
-    """Validate schema, ids, RLE sizes, area/bbox consistency, non-overlap and image files."""
-    ds = dataset if isinstance(dataset, EntityDataset) else EntityDataset.load(dataset, image_root=image_root)
-    if image_root is not None:
-        ds.image_root = Path(image_root)
+    """Every rule of the format on a dataset: schema, ids, RLE sizes and runs, area/bbox, non-overlap,
+    and (``check_images``) each image file as ``train`` and ``pack`` will read it (``exif``: apply
+    the EXIF orientation, the default, or read stored pixels). Collects all problems (up to
+    ``max_problems``) instead of stopping at the first. Raises only when the file cannot be read
+    as JSON at all."""
+    ds = EntityDataset.open(dataset, image_root=image_root, validate=None)
     where = str(ds.path) if ds.path is not None else "<dataset>"
     report = CheckReport(path=where, images=len(ds.images), annotations=len(ds.annotations))
-
-    class _Full(Exception):
-        pass
 
     def problem(item: str, text: str) -> None:
         report.problems.append(DatasetError(text, where, item))
@@ -73,132 +249,11 @@ def check_dataset(
             raise _Full
 
     try:
-        _check_all(ds, problem, report, check_images, progress)
+        validate(ds, problem, level="full", check_images=check_images, exif=exif, progress=progress)
     except _Full:
         report.problems.append(DatasetError(f"stopped after {max_problems} problems", where))
+    report.checked_image_files = check_images and ds.image_root is not None
     return report
 
 
-def _check_all(ds: EntityDataset, problem, report: CheckReport, check_images: bool, progress: bool) -> None:
-    if not any(isinstance(c, dict) and c.get("id") == 1 for c in ds.categories):
-        problem("categories", "must contain the single entity category {id: 1}")
-    if len(ds.categories) > 1:
-        problem("categories", f"has {len(ds.categories)} categories; an entity dataset has exactly one (id 1)")
-
-    images: dict[Any, dict[str, Any]] = {}
-    for i, img in enumerate(ds.images):
-        item = f"images[{i}]"
-        if not isinstance(img, dict) or any(k not in img for k in IMAGE_KEYS):
-            problem(item, f"must have keys {', '.join(IMAGE_KEYS)}")
-            continue
-        item = f"image {img['id']!r}"
-        if not _is_int(img["id"]):
-            problem(item, "image id must be an integer")
-        if not (_is_int(img["height"]) and _is_int(img["width"]) and img["height"] > 0 and img["width"] > 0):
-            problem(item, f"height/width must be positive integers, got {img['height']!r}×{img['width']!r}")
-            continue
-        if img["id"] in images:
-            problem(item, "duplicate image id")
-            continue
-        images[img["id"]] = img
-
-    ann_ids: set[Any] = set()
-    per_image: dict[Any, list[dict[str, Any]]] = {k: [] for k in images}
-    for j, ann in enumerate(ds.annotations):
-        item = f"annotations[{j}]"
-        if not isinstance(ann, dict) or any(k not in ann for k in ANNOTATION_KEYS):
-            missing = [k for k in ANNOTATION_KEYS if not isinstance(ann, dict) or k not in ann]
-            problem(item, f"missing keys: {', '.join(missing)}")
-            continue
-        item = f"annotation {ann['id']!r} (image {ann['image_id']!r})"
-        if not _is_int(ann["id"]) or ann["id"] < 1:
-            problem(item, "annotation id must be an integer ≥ 1 (pycocotools treats id 0 as unmatched)")
-        elif ann["id"] in ann_ids:
-            problem(item, "duplicate annotation id")
-        ann_ids.add(ann["id"])
-        if ann["category_id"] != 1:
-            problem(item, f"category_id is {ann['category_id']!r}; entities use category 1")
-        if ann["iscrowd"] not in (0, 1):
-            problem(item, f"iscrowd must be 0 or 1, got {ann['iscrowd']!r}")
-        img = images.get(ann["image_id"])
-        if img is None:
-            problem(item, "annotation for an unknown image")
-            continue
-        seg = ann["segmentation"]
-        if not isinstance(seg, dict) or "size" not in seg or "counts" not in seg:
-            problem(item, "segmentation must be a COCO RLE {size, counts}")
-            continue
-        if not isinstance(seg["counts"], str):
-            problem(item, "RLE counts must be a compressed string (uncompressed lists: convert with entitykit)")
-            continue
-        if list(seg["size"]) != [img["height"], img["width"]]:
-            problem(
-                item,
-                f"RLE size {list(seg['size'])} differs from the image's [height, width] "
-                f"[{img['height']}, {img['width']}]",
-            )
-            continue
-        per_image[ann["image_id"]].append(ann)
-
-    with progress_bar(len(per_image), "check masks", enabled=progress) as advance:
-        for image_id, anns in per_image.items():
-            _check_masks(images[image_id], anns, problem)
-            advance()
-
-    if check_images and ds.image_root is not None:
-        report.checked_image_files = True
-        for img in images.values():
-            _check_image_file(ds, img, problem)
-
-
-def _check_masks(img: dict[str, Any], anns: list[dict[str, Any]], problem) -> None:
-    if not anns:
-        return
-    try:
-        rles = [{"size": a["segmentation"]["size"], "counts": a["segmentation"]["counts"].encode("ascii")} for a in anns]
-        areas = mask_utils.area(rles)
-        boxes = mask_utils.toBbox(rles)
-    except Exception as e:  # pycocotools raises plain exceptions on corrupt counts
-        problem(f"image {img['id']!r}", f"undecodable RLE: {e}")
-        return
-    bad_rle = False
-    for a, r, area, box in zip(anns, rles, areas.tolist(), boxes.tolist()):
-        item = f"annotation {a['id']!r} (image {img['id']!r})"
-        if int(rle_counts(a["segmentation"]["counts"]).sum()) != img["height"] * img["width"]:
-            problem(item, "RLE counts do not cover height × width pixels")
-            bad_rle = True
-            continue
-        if area == 0:
-            problem(item, "empty mask (0 pixels)")
-        if a["area"] != area:
-            problem(item, f"area {a['area']!r} ≠ mask pixel count {area}")
-        if not (isinstance(a["bbox"], list) and len(a["bbox"]) == 4) or any(
-            abs(float(u) - v) > 1e-6 for u, v in zip(a["bbox"], box)
-        ):
-            problem(item, f"bbox {a['bbox']!r} ≠ tight mask box {[int(v) for v in box]}")
-    if bad_rle or len(rles) < 2:
-        return
-    union = int(mask_utils.area(mask_utils.merge(rles, intersect=False)))
-    total = int(areas.sum())
-    if union != total:
-        pairs = overlapping_pairs(rles)
-        detail = "; ".join(f"annotations {anns[i]['id']} and {anns[j]['id']}: {n} px" for i, j, n in pairs[:5])
-        problem(f"image {img['id']!r}", f"entities overlap ({total - union} px counted twice): {detail}")
-
-
-def _check_image_file(ds: EntityDataset, img: dict[str, Any], problem) -> None:
-    path = ds.image_path(img)
-    item = f"image {img['id']!r}"
-    if path is None:
-        return
-    if not path.is_file():
-        problem(item, f"image file not found: {path}")
-        return
-    try:
-        with Image.open(path) as im:  # reads the header only
-            w, h = im.size
-    except OSError as e:
-        problem(item, f"cannot read image file {path}: {e}")
-        return
-    if (h, w) != (img["height"], img["width"]):
-        problem(item, f"image file {path} is {w}×{h}, the JSON says {img['width']}×{img['height']}")
+__all__ = ["ANNOTATION_KEYS", "CheckReport", "LEVELS", "Rules", "check_dataset", "validate"]

@@ -13,11 +13,11 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 
 from .dataset import EntityDataset
 from .errors import DatasetError
-from .masks import decode_to_id_map
+from .images import read_image
 
 
 class SampleSource(Protocol):
@@ -30,14 +30,17 @@ class SampleSource(Protocol):
 
 
 class JsonSource:
-    """Images from disk, masks from the entity JSON's RLEs."""
+    """Images from disk, masks from the entity JSON's RLEs.
 
-    def __init__(self, dataset: EntityDataset | str | Path, image_root: str | Path | None = None):
-        self.dataset = dataset if isinstance(dataset, EntityDataset) else EntityDataset.load(dataset, image_root=image_root)
-        if image_root is not None:
-            self.dataset.image_root = Path(image_root)
-        if self.dataset.image_root is None:
-            raise DatasetError("the dataset records no image folder; pass the image root", self.dataset.path)
+    The dataset is opened by ``EntityDataset.open`` (schema rules, image folder override, the
+    caller's object never changed); images are read by ``entitykit.images.read_image`` with the
+    dataset's declared size, so a sample is refused exactly when ``entitykit check`` reports it.
+    """
+
+    def __init__(self, dataset: EntityDataset | str | Path, image_root: str | Path | None = None, *,
+                 exif: bool = True):
+        self.dataset = EntityDataset.open(dataset, image_root=image_root, need_image_root=True)
+        self.exif = exif
         self.groups = self.dataset.annotations_by_image()
         self.name = str(self.dataset.path or "<dataset>")
 
@@ -46,30 +49,22 @@ class JsonSource:
 
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         img = self.dataset.images[index]
-        path = self.dataset.image_path(img)
-        try:
-            with Image.open(path) as im:
-                rgb = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
-        except OSError as e:
-            raise DatasetError(f"cannot read image: {e}", path, f"image {img['id']!r}") from None
-        if rgb.shape[:2] != (img["height"], img["width"]):
-            raise DatasetError(
-                f"image is {rgb.shape[1]}×{rgb.shape[0]}, the dataset says {img['width']}×{img['height']}", path,
-                f"image {img['id']!r}")
+        item = f"image {img['id']!r}"
+        rgb = read_image(self.dataset.image_path(img), exif=self.exif, item=item, expect=(img["height"], img["width"]))
         anns = self.groups[img["id"]]
-        id_map, _ = decode_to_id_map([a["segmentation"] for a in anns], range(1, len(anns) + 1), img["height"], img["width"])
+        id_map = self.dataset.paint(img, anns)
         crowd = np.array([bool(a.get("iscrowd")) for a in anns], bool)
         return rgb, id_map, crowd
 
 
-def open_source(path: str | Path, image_root: str | Path | None = None) -> SampleSource:
-    """An entity JSON or an HDF5 pack, by suffix."""
+def open_source(path: str | Path, image_root: str | Path | None = None, *, exif: bool = True) -> SampleSource:
+    """An entity JSON or an HDF5 pack, by suffix (a pack records its own EXIF rule)."""
     path = Path(path)
     if path.is_dir() or path.suffix in (".h5", ".hdf5"):
         from .pack import PackSource  # noqa: PLC0415  (h5py only when packs are used)
 
         return PackSource(path)
-    return JsonSource(path, image_root)
+    return JsonSource(path, image_root, exif=exif)
 
 
 @dataclass

@@ -6,6 +6,7 @@ specification is ``docs/entity-format.md``; this module reads, writes, validates
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -15,9 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DatasetError
+from .errors import DatasetError, raise_problems
 from .fileio import atomic_path, read_json, write_json
 from .masks import ID_MAP_FORMATS, decode_to_id_map, write_id_map_png
+from .naming import output_names
 
 FORMAT_NAME = "entitykit-entities"
 FORMAT_VERSION = 1
@@ -25,6 +27,53 @@ ENTITY_CATEGORY = {"id": 1, "name": "entity", "supercategory": "entity"}
 
 IMAGE_KEYS = ("id", "file_name", "height", "width")
 ANNOTATION_KEYS = ("id", "image_id", "category_id", "segmentation", "area", "bbox", "iscrowd")
+
+
+def _whole(v: Any) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def is_id(v: Any, *, integer: bool = True) -> bool:
+    """An image or annotation id: a whole number (not a bool); strings too unless ``integer``."""
+    return _whole(v) or (not integer and isinstance(v, str) and bool(v))
+
+
+def image_entry_problem(img: Any, *, integer_id: bool = False) -> str | None:
+    """What is wrong with one ``images[]`` entry's keys and types, or None (the per-image schema rule)."""
+    if not isinstance(img, dict):
+        return f"must be an object with keys {', '.join(IMAGE_KEYS)}, got {type(img).__name__}"
+    missing = [k for k in IMAGE_KEYS if k not in img]
+    if missing:
+        return f"missing keys: {', '.join(missing)}"
+    if not is_id(img["id"], integer=integer_id):
+        return f"image id must be {'an integer' if integer_id else 'an integer or a string'}, got {img['id']!r}"
+    if not isinstance(img["file_name"], str) or not img["file_name"] or "\0" in img["file_name"]:
+        return f"file_name must be a non-empty string, got {img['file_name']!r}"
+    h, w = img["height"], img["width"]
+    if not (_whole(h) and _whole(w) and h > 0 and w > 0):
+        return f"height/width must be positive integers, got {h!r}×{w!r}"
+    return None
+
+
+def annotation_entry_problem(ann: Any) -> str | None:
+    """What is wrong with one ``annotations[]`` entry's keys and value types, or None."""
+    if not isinstance(ann, dict):
+        return f"must be an object with keys {', '.join(ANNOTATION_KEYS)}, got {type(ann).__name__}"
+    missing = [k for k in ANNOTATION_KEYS if k not in ann]
+    if missing:
+        return f"missing keys: {', '.join(missing)}"
+    if not is_id(ann["id"]):
+        return f"annotation id must be an integer, got {ann['id']!r}"
+    if not is_id(ann["image_id"]):
+        return f"image_id must be an integer, got {ann['image_id']!r}"
+    area = ann["area"]
+    if not isinstance(area, (int, float, np.integer, np.floating)) or isinstance(area, bool) or not np.isfinite(area):
+        return f"area must be a finite number, got {area!r}"
+    return None
+
+
+class _Enough(Exception):
+    pass
 
 
 @dataclass
@@ -41,10 +90,64 @@ class EntityDataset:
     # ----------------------------------------------------------------------------- reading
     @classmethod
     def load(cls, path: str | Path, image_root: str | Path | None = None) -> EntityDataset:
-        """Read an entity JSON. ``image_root`` overrides the image folder recorded in the file."""
+        """Read an entity JSON without validating its entries (``open`` validates).
+        ``image_root`` overrides the image folder recorded in the file."""
         path = Path(path)
         data = read_json(path, "entity dataset")
         return cls.from_coco(data, path=path, image_root=image_root)
+
+    @classmethod
+    def open(
+        cls,
+        source: EntityDataset | str | Path,
+        *,
+        image_root: str | Path | None = None,
+        validate: str | None = "schema",
+        need_image_root: bool = False,
+    ) -> EntityDataset:
+        """The one way every command gets a dataset: read (a path) or take (an object), override
+        the image folder, validate, and return a NEW object (a dataset passed in is never changed).
+
+        ``validate``: None, ``"schema"`` (entries' keys and types, ids unique, annotations of
+        known images, RLE sizes: cheap, no mask decoding) or ``"full"`` (every rule of
+        ``entitykit check`` except the image files). ``need_image_root``: refuse a dataset
+        that records no image folder. Raises :class:`ProblemsError` listing up to 50 problems
+        (file, item, text each), :class:`DatasetError` for unreadable JSON.
+        """
+        if isinstance(source, EntityDataset):
+            ds = dataclasses.replace(source)
+            ds.__dict__.pop("image_by_id", None)
+            if image_root is not None:
+                ds.image_root = Path(image_root)
+        else:
+            ds = cls.load(source, image_root=image_root)
+        where = str(ds.path) if ds.path is not None else "<dataset>"
+        if need_image_root and ds.image_root is None:
+            raise DatasetError("the dataset records no image folder (info.image_root); give it (--images DIR)",
+                               where, "info.image_root")
+        if validate is not None:
+            from .check import validate as apply_rules  # noqa: PLC0415  (check imports this module)
+
+            problems: list[DatasetError] = []
+
+            def problem(item: str, text: str) -> None:
+                problems.append(DatasetError(text, where, item))
+                if len(problems) >= 50:
+                    raise _Enough
+
+            try:
+                apply_rules(ds, problem, level=validate)
+            except _Enough:
+                problems.append(DatasetError("stopped after 50 problems (entitykit check lists them all)", where))
+            if problems:
+                raise_problems(problems)
+        return ds
+
+    def with_image_root(self, image_root: str | Path | None) -> EntityDataset:
+        """A copy of this dataset whose images live in ``image_root`` (this one is unchanged)."""
+        ds = dataclasses.replace(self, image_root=Path(image_root) if image_root is not None else None)
+        ds.__dict__.pop("image_by_id", None)
+        return ds
 
     @classmethod
     def from_coco(
@@ -102,9 +205,24 @@ class EntityDataset:
         """The paper's P for one image: value k = the k-th (non-crowd) annotation in file order."""
         img = self.image_by_id[image_id]
         anns = [a for a in self.annotations_by_image().get(image_id, []) if include_crowd or not a.get("iscrowd")]
-        id_map, _ = decode_to_id_map(
-            [a["segmentation"] for a in anns], range(1, len(anns) + 1), img["height"], img["width"]
-        )
+        return self.paint(img, anns)
+
+    def paint(self, img: dict[str, Any], anns: list[dict[str, Any]]) -> np.ndarray:
+        """``anns``' masks painted into one H×W int32 id map (value k = ``anns[k-1]``, 0 = none).
+
+        Raises :class:`DatasetError` naming the image when a mask's runs do not fit the image
+        (checked before anything is allocated) and when the image is over the pixel limit.
+        """
+        from .limits import check_pixels  # noqa: PLC0415
+
+        where = str(self.path) if self.path is not None else "<dataset>"
+        check_pixels(img["height"], img["width"], where, f"image {img['id']!r}")
+        try:
+            id_map, _ = decode_to_id_map([a["segmentation"] for a in anns], range(1, len(anns) + 1),
+                                         img["height"], img["width"])
+        except (ValueError, TypeError, KeyError) as e:
+            raise DatasetError(f"cannot paint its masks: {e} (entitykit check names the annotation)", where,
+                               f"image {img['id']!r}") from None
         return id_map
 
     # ----------------------------------------------------------------------------- writing
@@ -139,29 +257,28 @@ class EntityDataset:
     ) -> int:
         """Write one id-map PNG per image (P format) plus ``id_maps.json`` linking values to annotation ids.
 
-        The PNG path mirrors the image's ``file_name`` with a ``.png`` suffix. The folder is
-        written atomically. Returns the number of PNGs written.
+        PNG names follow the image's ``file_name`` by ``entitykit.naming.output_names``: always
+        inside ``out_dir``, never two images on one file; ``id_maps.json`` maps each image id to
+        its PNG. The folder is written atomically. Returns the number of PNGs written.
         """
         if fmt not in ID_MAP_FORMATS:
-            raise DatasetError(f"unknown id-map format {fmt!r}; choose one of {ID_MAP_FORMATS}", out_dir)
+            raise DatasetError(f"unknown id-map format {fmt!r}; choose one of {', '.join(ID_MAP_FORMATS)}", out_dir)
         from .progress import progress_bar
 
         groups = self.annotations_by_image()
+        names = output_names([img["file_name"] for img in self.images])
         index: dict[str, Any] = {"format": fmt, "value_k": "k-th non-crowd annotation of the image", "images": []}
         with atomic_path(out_dir, overwrite=overwrite) as tmp:
             tmp.mkdir()
             with progress_bar(len(self.images), "id maps", enabled=progress) as advance:
-                for img in self.images:
+                for img, name in zip(self.images, names):
                     anns = [a for a in groups[img["id"]] if not a.get("iscrowd")]
-                    id_map, _ = decode_to_id_map(
-                        [a["segmentation"] for a in anns], range(1, len(anns) + 1), img["height"], img["width"]
-                    )
-                    rel = Path(img["file_name"]).with_suffix(".png")
+                    id_map = self.paint(img, anns)
+                    rel = f"{name}.png"
                     (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
                     write_id_map_png(tmp / rel, id_map, fmt)
-                    index["images"].append(
-                        {"image_id": img["id"], "file_name": rel.as_posix(), "annotation_ids": [a["id"] for a in anns]}
-                    )
+                    index["images"].append({"image_id": img["id"], "image": img["file_name"], "file_name": rel,
+                                            "annotation_ids": [a["id"] for a in anns]})
                     advance()
             write_json(tmp / "id_maps.json", index)
         return len(self.images)

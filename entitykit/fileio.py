@@ -7,7 +7,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,8 @@ def atomic_path(path: str | Path, *, overwrite: bool = True) -> Iterator[Path]:
     """Yield a temporary sibling of ``path``; rename it onto ``path`` only if the block succeeds.
 
     Works for files and directories alike: the caller writes whatever it wants at the yielded path.
+    Temporary siblings left by a killed run (``.NAME.PID.*.tmp`` of a process that is gone) are
+    removed first.
     An existing directory at ``path`` is replaced only after the new one is complete, and only
     with ``overwrite`` (or when it is empty): a mistyped folder name must not delete a user's data.
     """
@@ -26,7 +28,8 @@ def atomic_path(path: str | Path, *, overwrite: bool = True) -> Iterator[Path]:
     if not overwrite and path.is_dir() and any(path.iterdir()):
         raise EntityKitError("folder exists and is not empty (pass overwrite / --overwrite to replace it)", path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    _remove_stale_temporaries(path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent))
     target = tmp / "out"
     try:
         yield target
@@ -40,6 +43,71 @@ def atomic_path(path: str | Path, *, overwrite: bool = True) -> Iterator[Path]:
             os.replace(target, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Remove temporary siblings of ``path`` left by a killed run (their process is gone)."""
+    prefix = f".{path.name}."
+    try:
+        siblings = [p for p in path.parent.iterdir() if p.name.startswith(prefix) and p.name.endswith(".tmp")]
+    except OSError:
+        return
+    for p in siblings:
+        pid_text = p.name[len(prefix):].split(".", 1)[0]
+        if not pid_text.isdigit():
+            continue
+        pid = int(pid_text)
+        if pid == os.getpid():
+            continue
+        try:
+            os.kill(pid, 0)
+            continue  # that process is alive: maybe writing right now
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        shutil.rmtree(p, ignore_errors=True)
+
+
+def check_output(
+    path: str | Path,
+    *,
+    kind: str = "file",
+    inputs: Iterable[str | Path | None] = (),
+    overwrite: bool = True,
+) -> Path:
+    """The rules for an output path, checked before any work: the one owner every writer calls.
+
+    ``kind``: "file" or "folder". Refused with one line naming the path: a folder where a file
+    is to be written (and the reverse), a parent that is a file, an output that is one of the
+    ``inputs`` (or contains one: no command overwrites its own input), and — without
+    ``overwrite`` — an existing file or non-empty folder. Returns the path.
+    """
+    path = Path(path)
+    if str(path) in ("", "-") and kind == "file":
+        raise EntityKitError("give a file name (standard output is not supported here)", path)
+    if kind == "file" and path.is_dir():
+        raise EntityKitError("is a folder; give a file name for the output", path)
+    if kind == "folder" and path.exists() and not path.is_dir():
+        raise EntityKitError("exists and is not a folder; give a folder for the output", path)
+    for parent in path.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise EntityKitError(f"cannot create it: {parent} is a file, not a folder", path)
+            break
+    target = path.resolve()
+    for inp in inputs:
+        if inp is None:
+            continue
+        src = Path(inp).resolve()
+        if src == target or (kind == "folder" and target in src.parents):
+            raise EntityKitError(f"would overwrite its own input {inp}; choose another output", path)
+    if not overwrite:
+        if kind == "file" and path.exists():
+            raise EntityKitError("file exists (pass --overwrite to replace it)", path)
+        if kind == "folder" and path.is_dir() and any(path.iterdir()):
+            raise EntityKitError("folder exists and is not empty (pass --overwrite to replace it)", path)
+    return path
 
 
 def write_json(path: str | Path, obj: Any, *, indent: int | None = None) -> None:

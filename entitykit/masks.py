@@ -7,8 +7,10 @@ splitting one id map into per-id run lists in a single pass — is written here 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from panopticapi.utils import id2rgb, rgb2id
@@ -66,6 +68,115 @@ def rle_counts(counts: str | bytes) -> np.ndarray:
     out[3::2] = np.cumsum(x[1::2])[1:] if x.size > 3 else out[3::2]
     out[4::2] = x[2] + np.cumsum(x[4::2]) if x.size > 4 else out[4::2]
     return out
+
+
+_MAX_TOKEN_CHARS = 7  # 35 bits: any run of an image under the pixel limit fits; more chars = corrupt
+
+
+def runs_problem(counts: str | bytes | list, height: int, width: int) -> str | None:
+    """None when ``counts`` (compressed string/bytes or uncompressed list) are valid runs of an
+    ``height``×``width`` mask; else what is wrong. Never allocates more than the counts' own size."""
+    n = height * width
+    if isinstance(counts, (str, bytes)):
+        raw = counts.encode("ascii", "replace") if isinstance(counts, str) else counts
+        b = np.frombuffer(raw, np.uint8)
+        if b.size and (b.min() < 48 or b.max() > 111):
+            return "RLE counts contain characters outside pycocotools' alphabet ('0'..'o'): corrupt or not COCO RLE"
+        if b.size and (b[-1] - 48) & 0x20:
+            return "RLE counts end in the middle of a number: truncated"
+        last = ((b.astype(np.int64) - 48) & 0x20) == 0
+        ends = np.flatnonzero(last)
+        lengths = np.diff(np.concatenate(([-1], ends)))
+        if lengths.size and lengths.max() > _MAX_TOKEN_CHARS:
+            return "RLE counts hold a number longer than any image allows: corrupt"
+        runs = rle_counts(raw)
+    else:
+        if not all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) for c in counts):
+            return "uncompressed RLE counts must be whole numbers"
+        runs = np.asarray(counts, np.int64) if counts else np.zeros(0, np.int64)
+    if runs.size and runs.min() < 0:
+        return "RLE counts have a negative run: corrupt"
+    total = int(runs.sum())
+    if total != n:
+        return f"RLE counts do not cover height × width: they add up to {total:,} pixels, not {height}×{width} = {n:,}"
+    return None
+
+
+def _is_binary_grid(seg: Any) -> bool:
+    """A list of rows of 0/1/booleans (SAM's ``binary_mask`` output saved as JSON)."""
+    if not (isinstance(seg, list) and seg and isinstance(seg[0], list) and seg[0]):
+        return False
+    first = seg[0]
+    if any(isinstance(v, bool) for v in first):
+        return True
+    return len(first) > 2 and all(isinstance(v, int) and v in (0, 1) for v in first) and len(seg) > 1 and all(
+        isinstance(r, list) and len(r) == len(first) for r in seg)
+
+
+def read_mask(seg: Any, height: int | None, width: int | None, *, path: object = None,
+              item: str | None = None) -> dict:
+    """Any COCO-style segmentation → a validated RLE ``{"size": [h, w], "counts": bytes}``.
+
+    The one reader and validator of masks for every converter, merge, pack, check and eval.
+    Recognised explicitly: compressed RLE (``counts`` a string), uncompressed RLE (``counts`` a list
+    of run lengths), polygons (a list of flat ``[x1, y1, x2, y2, …]`` lists, ≥ 3 points each) and
+    H×W binary grids (nested lists of 0/1 or booleans, or a 2-D numpy array). ``height``/``width``:
+    the image's size (None: take it from the RLE). Checked before any decoding: the RLE's size is
+    the image's, the pixel limit (``entitykit.limits``), and that the runs cover exactly
+    height × width pixels. Raises :class:`EntityKitError` naming ``path`` and ``item``.
+    """
+    from .limits import check_pixels  # noqa: PLC0415
+
+    def bad(text: str) -> EntityKitError:
+        return EntityKitError(text, path, item)
+
+    if isinstance(seg, np.ndarray) or _is_binary_grid(seg):
+        arr = np.asarray(seg)
+        if arr.ndim != 2 or arr.dtype == object:
+            raise bad("binary mask grid must be H rows of W values")
+        if not (arr.dtype == bool or np.isin(arr, (0, 1)).all()):
+            raise bad("binary mask grid must hold only 0/1 or true/false")
+        if height is not None and arr.shape != (height, width):
+            raise bad(f"binary mask is {arr.shape[1]}×{arr.shape[0]}, the image {width}×{height}")
+        check_pixels(*arr.shape, path, item)
+        rle = mask_utils.encode(np.asfortranarray(arr, dtype=np.uint8))
+        return {"size": [int(arr.shape[0]), int(arr.shape[1])], "counts": rle["counts"]}
+    if isinstance(seg, dict):
+        if "counts" not in seg or "size" not in seg:
+            raise bad(f"RLE needs 'size' and 'counts' (keys: {', '.join(map(str, seg)) or 'none'})")
+        size = seg["size"]
+        if not (isinstance(size, (list, tuple)) and len(size) == 2
+                and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in size)):
+            raise bad(f"RLE size must be [height, width] of positive whole numbers, got {size!r}")
+        h, w = int(size[0]), int(size[1])
+        if height is not None and [h, w] != [height, width]:
+            raise bad(f"RLE size [{h}, {w}] differs from the image's [height, width] [{height}, {width}] "
+                      "(a mask made for another resolution of the image, e.g. a low-res copy?)")
+        check_pixels(h, w, path, item)
+        counts = seg["counts"]
+        if isinstance(counts, str) and len(counts) >= 3 and counts[:2] in ("b'", 'b"') and counts[-1] == counts[1]:
+            raise bad("RLE counts were saved as a Python bytes literal \"b'...'\" (str(bytes) instead of "
+                      "bytes.decode()): re-export them with counts.decode('ascii')")
+        if not isinstance(counts, (str, bytes, list)):
+            raise bad(f"RLE counts must be a string (compressed) or a list of runs, got {type(counts).__name__}")
+        why = runs_problem(counts, h, w)
+        if why:
+            raise bad(why)
+        if isinstance(counts, list):
+            return {"size": [h, w], "counts": mask_utils.frPyObjects({"size": [h, w], "counts": counts}, h, w)["counts"]}
+        return {"size": [h, w], "counts": counts.encode("ascii") if isinstance(counts, str) else bytes(counts)}
+    if isinstance(seg, list) and seg and all(isinstance(p, list) for p in seg):
+        if height is None:
+            raise bad("polygons need the image's height and width")
+        for k, poly in enumerate(seg):
+            if len(poly) < 6 or len(poly) % 2 or not all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in poly):
+                raise bad(f"polygon {k} must be ≥ 3 points as finite numbers [x1, y1, x2, y2, …]")
+        check_pixels(height, width, path, item)
+        rle = mask_utils.merge(mask_utils.frPyObjects(seg, height, width))
+        return {"size": [height, width], "counts": rle["counts"]}
+    kind = type(seg).__name__ if not isinstance(seg, list) else ("an empty list" if not seg else "a list of non-lists")
+    raise bad(f"segmentation is neither an RLE {{size, counts}}, polygons nor a binary grid (got {kind})")
 
 
 def rle_area(rles: Sequence[RLE]) -> np.ndarray:
@@ -166,6 +277,8 @@ def decode_to_id_map(
         if list(rle["size"]) != [height, width]:
             raise ValueError(f"RLE size {list(rle['size'])} differs from the map's [{height}, {width}]")
         bounds = np.cumsum(_runs(rle))
+        if (bounds[-1] if bounds.size else 0) != n or (bounds.size > 1 and (np.diff(bounds) < 0).any()):
+            raise ValueError(f"RLE runs do not cover height × width = {n} pixels")  # never allocate for corrupt runs
         k = bounds.size // 2  # runs alternate 0s, 1s, 0s, …: ones are [bounds[2i], bounds[2i+1])
         starts_l.append(bounds[0 : 2 * k : 2])
         ends_l.append(bounds[1 : 2 * k : 2])

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from .dataset import EntityDataset, new_info
-from .errors import DatasetError
+from .errors import DatasetError, ProblemsError
 
 SPLITS = ("train", "val", "test")
 _SPLIT_PATTERNS = {
@@ -46,19 +46,13 @@ _SPLIT_PATTERNS = {
     "val": re.compile(r"(?<![a-z])(val|validation|minival|valid)(?![a-z])"),
     "test": re.compile(r"(?<![a-z])(test|testing|test-dev|testdev)(?![a-z])"),
 }
+# the split words converters record (ADE20K "training"/"validation") → the merge's names
+_SPLIT_WORDS = {"training": "train", "validation": "val", "testing": "test"}
 HASH_NAME = "sha256"
 MAX_LISTED = 1000  # duplicate groups / overlaps listed in info.merge (counts are always complete)
 
 
-class MergeError(DatasetError):
-    """Bad merge input: carries every problem found (file, item, text), not just the first."""
-
-    def __init__(self, problems: Sequence[DatasetError]):
-        self.problems = list(problems)
-        first = self.problems[0]
-        more = len(self.problems) - 1
-        text = first.problem + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else "")
-        super().__init__(text, first.path, first.item)
+MergeError = ProblemsError  # the name this module used to define; the class lives in entitykit.errors
 
 
 @dataclass
@@ -80,15 +74,20 @@ class _Input:
 def infer_split(ds: EntityDataset, path: str | Path | None = None) -> tuple[str | None, str]:
     """The split an entity dataset belongs to, and where that was read from.
 
-    ``info.split`` wins; otherwise the words train/val/test (training, validation, minival …) in
+    ``info.split`` wins, then the split a converter recorded (``info.conversion.split``, e.g.
+    ``convert cityscapes --split val``; ADE20K's "training"/"validation" read as train/val); otherwise the words train/val/test (training, validation, minival …) in
     the JSON's file name, the converted source's JSON name and the image folder's last two parts.
     Returns ``(None, reason)`` when nothing or conflicting words are found.
     """
-    declared = ds.info.get("split")
-    if declared is not None:
+    conv = ds.info.get("conversion")
+    for key, declared in (("info.split", ds.info.get("split")),
+                          ("info.conversion.split", conv.get("split") if isinstance(conv, dict) else None)):
+        if declared is None:
+            continue
+        declared = _SPLIT_WORDS.get(declared, declared) if isinstance(declared, str) else declared
         if declared not in SPLITS:
-            return None, f"info.split is {declared!r}, not one of {', '.join(SPLITS)}"
-        return declared, "info.split"
+            return None, f"{key} is {declared!r}, not one of {', '.join(SPLITS)}"
+        return declared, key
     names: list[str] = []
     if path is not None:
         names.append(Path(path).stem)
@@ -138,58 +137,6 @@ def _hash_images(ds: EntityDataset, where: str, workers: int, advance, problems:
     return out
 
 
-def _validate(ds: EntityDataset, where: str, problems: list[DatasetError], limit: int = 50) -> None:
-    """Structural checks a merge relies on (full checks: ``entitykit check``)."""
-    start = len(problems)
-
-    def problem(item: str, text: str) -> bool:
-        problems.append(DatasetError(text, where, item))
-        return len(problems) - start >= limit
-
-    if ds.image_root is None:
-        if problem("info.image_root", "no image folder recorded; pass the input's image folder (--images NAME=DIR)"):
-            return
-    seen: set[Any] = set()
-    for i, img in enumerate(ds.images):
-        if not isinstance(img, dict):
-            if problem(f"images[{i}]", "must be an object"):
-                return
-            continue
-        iid = img.get("id")
-        item = f"image {iid!r}"
-        if not isinstance(iid, int) or isinstance(iid, bool):
-            if problem(f"images[{i}]", f"image id must be an integer, got {iid!r}"):
-                return
-            continue
-        if iid in seen:
-            if problem(item, "duplicate image id (annotations could not be assigned)"):
-                return
-        seen.add(iid)
-        if not isinstance(img.get("file_name"), str) or not img["file_name"]:
-            if problem(item, "missing or empty file_name"):
-                return
-        for key in ("height", "width"):
-            v = img.get(key)
-            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
-                if problem(item, f"{key} must be a positive integer, got {v!r}"):
-                    return
-    for j, ann in enumerate(ds.annotations):
-        if not isinstance(ann, dict):
-            if problem(f"annotations[{j}]", "must be an object"):
-                return
-            continue
-        item = f"annotation {ann.get('id')!r} (image {ann.get('image_id')!r})"
-        if ann.get("image_id") not in seen:
-            if problem(item, "annotation for an unknown image"):
-                return
-        if ann.get("category_id") != 1:
-            if problem(item, f"category_id is {ann.get('category_id')!r}; entities use category 1"):
-                return
-        if not isinstance(ann.get("segmentation"), dict):
-            if problem(item, "segmentation must be a COCO RLE {size, counts}"):
-                return
-
-
 def _apportion(total: int, weights: Sequence[Fraction]) -> list[int]:
     """Largest-remainder split of ``total`` by ``weights`` (ties: earlier input first)."""
     w = sum(weights)
@@ -211,10 +158,29 @@ def _copies(n: int, quota: int, seed: int, name: str) -> np.ndarray:
     return counts
 
 
-def _as_dataset(x: str | Path | EntityDataset) -> tuple[EntityDataset, str]:
-    if isinstance(x, EntityDataset):
-        return x, str(x.path) if x.path is not None else "<dataset>"
-    return EntityDataset.load(x), str(x)
+def _as_dataset(x: str | Path | EntityDataset, image_root: str | Path | None = None,
+                *, problems: list[DatasetError] | None = None) -> tuple[EntityDataset | None, str]:
+    """Open an input with the dataset layer's schema rules; problems are collected, not raised."""
+    where = (str(x.path) if x.path is not None else "<dataset>") if isinstance(x, EntityDataset) else str(x)
+    try:
+        ds = EntityDataset.open(x, image_root=image_root, validate="schema")
+    except ProblemsError as e:
+        if problems is None:
+            raise
+        problems.extend(e.problems)
+        return None, where
+    except DatasetError as e:
+        if problems is None:
+            raise
+        problems.append(e)
+        return None, where
+    if ds.image_root is None:
+        err = DatasetError("no image folder recorded; pass the input's image folder (--images NAME=DIR)", where,
+                           "info.image_root")
+        if problems is None:
+            raise err
+        problems.append(err)
+    return ds, where
 
 
 def _default_name(ds: EntityDataset, where: str, index: int) -> str:
@@ -269,7 +235,8 @@ def merge_datasets(
 
     items: list[_Input] = []
     for i, x in enumerate(inputs):
-        ds, where = _as_dataset(x)
+        ds, where = (x, str(x.path) if x.path is not None else "<dataset>") if isinstance(x, EntityDataset) \
+            else (EntityDataset.load(x), str(x))  # opened with the rules below, once names and folders are known
         items.append(_Input(index=i, name="", ds=ds, where=where))
     if names is not None:
         if len(names) != len(items):
@@ -287,12 +254,16 @@ def merge_datasets(
             problems.append(DatasetError(
                 f"input name {it.name!r} is also the name of {seen_names[it.name]}; give distinct names (--names)", it.where))
         seen_names.setdefault(it.name, it.where)
-    for key, root in (image_roots or {}).items():
-        match = [it for it in items if it.name == key]
-        if not match:
+    roots = dict(image_roots or {})
+    for key in roots:
+        if not any(it.name == key for it in items):
             problems.append(DatasetError(f"image folder given for unknown input name {key!r} (names: {', '.join(seen_names)})"))
-        for it in match:
-            it.ds.image_root = Path(root)
+    if problems:
+        raise MergeError(problems)
+    for it in items:  # the dataset layer: schema rules, image folder override, a new object per input
+        ds, _ = _as_dataset(it.ds, roots.get(it.name), problems=problems)
+        if ds is not None:
+            it.ds = ds
     if problems:
         raise MergeError(problems)
 
@@ -327,7 +298,6 @@ def merge_datasets(
 
     # structure and splits
     for it in items:
-        _validate(it.ds, it.where, problems)
         s, why = infer_split(it.ds, it.ds.path)
         it.split, it.split_from = s, why
     known = {it.split for it in items if it.split}
@@ -352,10 +322,11 @@ def merge_datasets(
         raise MergeError(problems)
 
     # contents
-    holdouts: list[tuple[EntityDataset, str]] = [_as_dataset(h) for h in holdout]
-    for hds, hwhere in holdouts:
-        if hds.image_root is None:
-            problems.append(DatasetError("holdout dataset has no image folder recorded", hwhere, "info.image_root"))
+    holdouts: list[tuple[EntityDataset, str]] = []
+    for h in holdout:
+        hds, hwhere = _as_dataset(h, problems=problems)
+        if hds is not None:
+            holdouts.append((hds, hwhere))
     if problems:
         raise MergeError(problems)
     from .progress import progress_bar

@@ -45,9 +45,10 @@ import h5py
 import numpy as np
 
 from .dataset import ENTITY_CATEGORY, EntityDataset
-from .errors import DatasetError, EntityKitError
+from .errors import DatasetError, EntityKitError, raise_problems
 from .fileio import atomic_path, write_json
-from .masks import decode_to_id_map, encode_id_map, encode_mask
+from .images import read_image
+from .masks import decode_to_id_map, encode_id_map, encode_mask, runs_problem
 
 PACK_FORMAT = "entitykit-pack"
 PACK_VERSION = 1
@@ -88,7 +89,7 @@ def decode_idmap_runs(blob: bytes, n_runs: int, height: int, width: int, value_d
 def _encode_job(job: tuple[list[dict], int, int, str, int]) -> tuple[bytes, int, int]:
     """Worker: paint the RLEs into an id map and encode it. Returns (blob, runs, overlap pixels)."""
     rles, h, w, value_dtype, level = job
-    id_map, overlap = decode_to_id_map(rles, range(1, len(rles) + 1), h, w)
+    id_map, overlap = decode_to_id_map(rles, range(1, len(rles) + 1), h, w)  # runs checked before the pool
     blob, runs = encode_idmap_runs(id_map, np.dtype(value_dtype), level)
     return blob, runs, overlap
 
@@ -111,6 +112,7 @@ def pack_dataset(
     level: int = 6,
     workers: int = 1,
     overwrite: bool = False,
+    exif: bool = True,
     progress: bool = False,
 ) -> dict[str, Any]:
     """Write ``dataset`` as a pack at ``output`` (atomically); returns the manifest.
@@ -120,15 +122,14 @@ def pack_dataset(
     ``shard_images`` images (default 5,000) or before its image bytes would exceed
     ``shard_bytes`` (0 = no limit; both 0 = one shard). An image file used by several entries
     (a merge's repeated copies) is stored once per shard, and so is an id map with identical
-    masks. ``level``: zlib level of the id maps. Refuses (naming the file and item, writing
-    nothing) a missing image file, an RLE whose size differs from its image, or overlapping masks.
+    masks. ``level``: zlib level of the id maps. ``exif``: whether training applies the images'
+    EXIF orientation (recorded in the manifest; the default, as everywhere). Opens the dataset with
+    ``EntityDataset.open`` and refuses (naming the file and item, writing nothing) an image file that
+    is missing, unreadable or not of its declared size as read (``entitykit.images``), a mask whose
+    runs do not cover its image, or overlapping masks.
     """
-    ds = dataset if isinstance(dataset, EntityDataset) else EntityDataset.load(dataset, image_root=image_root)
-    if image_root is not None:
-        ds.image_root = Path(image_root)
+    ds = EntityDataset.open(dataset, image_root=image_root, need_image_root=True)
     where = str(ds.path) if ds.path is not None else "<dataset>"
-    if ds.image_root is None:
-        raise DatasetError("no image folder recorded: pass image_root (--images DIR)", where, "info.image_root")
     output = Path(output)
     single = output.suffix.lower() in (".h5", ".hdf5")
     if single:
@@ -147,32 +148,28 @@ def pack_dataset(
 
     groups = ds.annotations_by_image()
     items = list(ds.iter_images())
-    # Check every image file exists and every RLE fits its image before writing anything.
-    problems: list[DatasetError] = []
+    # Every image file is read as training will read it (entitykit.images) and every mask's runs
+    # are checked before anything is written.
+    from .check import Rules  # noqa: PLC0415  (the format's rules; check imports this module's neighbours)
+
+    problems: list[EntityKitError] = []
+    rules = Rules(lambda item, text: problems.append(DatasetError(text, where, item)))
     files: list[tuple[str, int]] = []  # (real path, size) per image
     max_anns = 0
     for img, anns in items:
-        item = f"image {img.get('id')!r}"
-        p = ds.image_path(img)
-        try:
+        before = len(problems)
+        rules.image_file(ds, img, exif=exif)
+        if len(problems) == before:
+            p = ds.image_path(img)
             files.append((os.path.realpath(p), p.stat().st_size))
-            if not p.is_file():
-                raise IsADirectoryError
-        except OSError:
-            problems.append(DatasetError(f"image file not found ({p})", where, item))
         for a in anns:
-            seg = a.get("segmentation")
-            if not isinstance(seg, dict) or list(seg.get("size", [])) != [img["height"], img["width"]]:
-                problems.append(DatasetError(
-                    "segmentation is not a COCO RLE of the image's [height, width]", where,
-                    f"annotation {a.get('id')!r} (image {img.get('id')!r})"))
+            why = runs_problem(a["segmentation"]["counts"], img["height"], img["width"])
+            if why:
+                problems.append(DatasetError(why, where, f"annotation {a['id']!r} (image {img['id']!r})"))
         max_anns = max(max_anns, len(anns))
         if len(problems) >= 50:
             break
-    if problems:
-        from .merge import MergeError as _Problems  # one error type that carries every problem
-
-        raise _Problems(problems)
+    raise_problems(problems)
     if len(groups) != len(items):
         extra = sorted(set(groups) - {img["id"] for img, _ in items}, key=repr)[:5]
         raise DatasetError(f"annotations for unknown image ids {extra}", where)
@@ -192,6 +189,7 @@ def pack_dataset(
         "idmap_value": IDMAP_VALUE_DOC,
         "idmap_value_dtype": value_dtype.str,
         "zlib_level": level,
+        "exif": "applied" if exif else "ignored",
         "dataset": {"path": where, "info": info, "categories": [dict(ENTITY_CATEGORY)]},
     }
     shard_names = [output.name] if single else [f"shard-{k:05d}-of-{len(shards):05d}.h5" for k in range(len(shards))]
@@ -338,12 +336,9 @@ class PackSample:
     area: np.ndarray  # int64 (K,)
     bbox: np.ndarray  # float64 (K, 4) [x, y, w, h]
 
-    def image_array(self, mode: str = "RGB") -> np.ndarray:
-        """Decode the image bytes (PIL) to an (H, W, 3) uint8 array."""
-        from PIL import Image
-
-        with Image.open(io.BytesIO(self.image_bytes)) as im:
-            return np.asarray(im if im.mode == mode else im.convert(mode))
+    def image_array(self, *, exif: bool = True) -> np.ndarray:
+        """Decode the image bytes to H×W×3 uint8 RGB with the one image reader (``entitykit.images``)."""
+        return read_image(self.image_bytes, exif=exif, name=f"packed image {self.image_id!r}")
 
     def entity_id_map(self) -> np.ndarray:
         """The paper's P: value k = the k-th non-crowd entity, crowd pixels → 0.
@@ -558,9 +553,7 @@ def verify_pack(pack: str | Path | EntityPack, dataset: EntityDataset | str | Pa
     """
     from .progress import progress_bar
 
-    ds = dataset if isinstance(dataset, EntityDataset) else EntityDataset.load(dataset, image_root=image_root)
-    if image_root is not None:
-        ds.image_root = Path(image_root)
+    ds = EntityDataset.open(dataset, image_root=image_root, need_image_root=True)
     pk = pack if isinstance(pack, EntityPack) else EntityPack(pack)
     where = str(pk.path)
     problems: list[DatasetError] = []
@@ -570,8 +563,7 @@ def verify_pack(pack: str | Path | EntityPack, dataset: EntityDataset | str | Pa
         for i, (img, anns) in enumerate(ds.iter_images()):
             s = pk[i]
             item = f"image {img['id']!r} (index {i})"
-            expected, _ = decode_to_id_map([a["segmentation"] for a in anns], range(1, len(anns) + 1),
-                                           img["height"], img["width"])
+            expected = ds.paint(img, anns)
             if s.image_id != img["id"]:
                 problems.append(DatasetError(f"image id {s.image_id} in the pack", where, item))
             if s.image_bytes != ds.image_path(img).read_bytes():
@@ -588,28 +580,22 @@ class PackSource:
     """A pack as a training sample source (``entitykit.data.SampleSource``).
 
     ``load(i)`` → (RGB uint8 H×W×3, id map int32 H×W with 1..N = the image's annotations in file
-    order, crowd flags bool N) — decoded exactly as ``entitykit.data.JsonSource`` decodes the
-    image file (EXIF orientation applied, RGB), so both forms of a dataset give the same samples.
+    order, crowd flags bool N) — decoded by the same reader as ``entitykit.data.JsonSource``
+    (``entitykit.images.read_image``, EXIF as recorded by ``pack``), so both forms of a dataset give
+    the same samples.
     """
 
     def __init__(self, path: str | Path):
         self.pack = EntityPack(path)
         self.name = str(path)
+        self.exif = self.pack.manifest.get("exif", "applied") != "ignored"
 
     def __len__(self) -> int:
         return len(self.pack)
 
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        from PIL import Image, ImageOps
-
         s = self.pack[index]
         item = f"image {s.image_id!r}"
-        try:
-            with Image.open(io.BytesIO(s.image_bytes)) as im:
-                rgb = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
-        except OSError as e:
-            raise DatasetError(f"cannot decode the packed image: {e}", self.name, item) from None
-        if rgb.shape[:2] != s.id_map.shape:
-            raise DatasetError(f"image is {rgb.shape[1]}×{rgb.shape[0]}, its id map {s.id_map.shape[1]}×{s.id_map.shape[0]}",
-                               self.name, item)
+        h, w = s.id_map.shape
+        rgb = read_image(s.image_bytes, exif=self.exif, name=self.name, item=item, expect=(h, w))
         return rgb, s.id_map, s.iscrowd.astype(bool)

@@ -40,7 +40,7 @@ class DatasetStats:
 
 def dataset_stats(dataset: EntityDataset | str | Path) -> DatasetStats:
     """Counts, entities-per-image percentiles, S/M/L buckets, coverage and per-source totals."""
-    ds = dataset if isinstance(dataset, EntityDataset) else EntityDataset.load(dataset)
+    ds = EntityDataset.open(dataset)
     groups = ds.annotations_by_image()
     per_image = np.array([sum(1 for a in groups[img["id"]] if not a.get("iscrowd")) for img in ds.images], np.int64)
     entity_anns = [a for a in ds.annotations if not a.get("iscrowd")]

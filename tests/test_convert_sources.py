@@ -231,7 +231,7 @@ def test_entityseg_rle_size_mismatch_names_the_annotation(tmp_path):
     result = runner.invoke(app, ["convert", "entityseg", str(_entityseg(tmp_path, lowres=True)), "-o", str(tmp_path / "o.json"), "-q"])
     assert result.exit_code == 1
     text = " ".join(result.output.split())
-    assert "annotation 12: RLE size [3, 4] ≠ the image's [height, width] [6, 8]" in text and "image 7" in text
+    assert "annotation 12 (image 7): RLE size [3, 4] differs from the image's [height, width] [6, 8]" in text
     assert not (tmp_path / "o.json").exists()
 
 

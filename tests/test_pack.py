@@ -11,6 +11,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+from PIL import Image
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -118,7 +119,7 @@ def test_more_than_65535_entities_use_32_bit_values(tmp_path):
     h, w = 257, 256  # 65,792 one-pixel entities
     m = np.arange(1, h * w + 1, dtype=np.int64).reshape(h, w)
     (tmp_path / "img").mkdir()
-    (tmp_path / "img" / "x.png").write_bytes(b"not decoded by pack")
+    Image.fromarray(np.zeros((h, w, 3), np.uint8)).save(tmp_path / "img" / "x.png")  # pack reads its header
     ids, rles, areas = encode_id_map(m)
     anns = [{"id": k + 1, "image_id": 1, "category_id": 1, "segmentation": r, "area": int(a), "bbox": b, "iscrowd": 0}
             for k, (r, a, b) in enumerate(zip(rles, areas.tolist(), rle_bbox(rles).tolist()))]

@@ -235,8 +235,9 @@ def test_large_image_min_score_and_scorer_round_trip(photos, tmp_path):
     stub = StubModel([(0.25, 0.75, 0.25, 0.5), (0.0, 0.125, 0.75, 1.0), (0.0, 1.0, 0.0, 1.0)], [0.9, 0.6, 0.2])
     truth = np.zeros((h, w), np.uint8)
     truth[256:768, 384:768] = 1
-    ds = EntityDataset(images=[{"id": "im-7", "file_name": "coffee.big.jpg", "height": h, "width": w}],
-                       annotations=[{"id": 1, "image_id": "im-7", "category_id": 1, "segmentation": encode_mask(truth),
+    # image ids of the entity format are integers (docs/entity-format.md; EntityDataset.open checks it)
+    ds = EntityDataset(images=[{"id": 7, "file_name": "coffee.big.jpg", "height": h, "width": w}],
+                       annotations=[{"id": 1, "image_id": 7, "category_id": 1, "segmentation": encode_mask(truth),
                                      "area": int(truth.sum()), "bbox": [384, 256, 384, 512], "iscrowd": 0}],
                        image_root=tmp_path)
     ds.save(tmp_path / "gt.json")
@@ -246,7 +247,7 @@ def test_large_image_min_score_and_scorer_round_trip(photos, tmp_path):
     assert stub.seen == [(128, 192)]  # the model never saw the full-size image (short side → 128)
     assert stub.pasted == [(128, 192)]
     rec = run.images[0]
-    assert rec["image_id"] == "im-7" and rec["model_size"] == [128, 192]
+    assert rec["image_id"] == 7 and rec["model_size"] == [128, 192]
     id_map = read_id_map_png(out / rec["file_name"])
     assert id_map.shape == (h, w)
     assert (id_map[256:768, 384:768] == 1).mean() > 0.99  # entity 1 pasted back at full resolution
@@ -264,6 +265,7 @@ def test_large_image_min_score_and_scorer_round_trip(photos, tmp_path):
     assert evaluate(tmp_path / "gt.json", tmp_path / "pred_full").summary["APe"] > 0.9
     # a dataset image whose size differs from the file is refused with its name
     ds.images[0]["height"] = h + 1
+    ds.annotations = []  # (its masks would differ from the declared size too: a schema error of its own)
     ds.save(tmp_path / "gt_bad.json")
     with pytest.raises(EntityKitError, match="coffee.big.jpg.*dataset says"):
         predict(stub, None, tmp_path / "p2", dataset=tmp_path / "gt_bad.json")

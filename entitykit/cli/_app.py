@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Optional, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from ..errors import EntityKitError
+from ..errors import ProblemsError, describe_failure
+from ..limits import DEFAULT_MAX_PIXELS, ENV_MAX_PIXELS, set_max_pixels
 
 app = typer.Typer(
     name="entitykit",
@@ -27,14 +29,56 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def user_errors(fn: F) -> F:
-    """Print an EntityKitError as one red line and exit 1 instead of a traceback."""
+    """The error boundary of every command: a failure the user can cause (``describe_failure``)
+    becomes one red line on stderr and exit 1; Ctrl-C exits 130 with one line. Anything else is a
+    bug in entitykit: one line asking for a report, exit 2, and the traceback only when
+    ``ENTITYKIT_DEBUG=1``. Nothing is half-written either way: every writer renames into place."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except EntityKitError as e:
-            err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise
+        except KeyboardInterrupt:
+            err_console.print("[bold red]interrupted[/] (nothing was left half-written)", highlight=False)
+            raise typer.Exit(130) from None
+        except Exception as e:  # noqa: BLE001  (the boundary: every exception becomes one line)
+            text = describe_failure(e)
+            if text is None:
+                if os.environ.get("ENTITYKIT_DEBUG"):
+                    raise
+                err_console.print(
+                    f"[bold red]internal error:[/] {escape(type(e).__name__)}: {escape(_one_line(str(e)))} — a bug in "
+                    "entitykit, please report it (ENTITYKIT_DEBUG=1 shows the traceback)", highlight=False,
+                    soft_wrap=True)
+                raise typer.Exit(2) from None
+            if isinstance(e, ProblemsError):
+                for p in e.problems[:50]:
+                    err_console.print(f"[red]✗[/] {escape(str(p))}", highlight=False, soft_wrap=True)
+                if len(e.problems) > 50:
+                    err_console.print(f"[red]… {len(e.problems) - 50} more[/]", highlight=False)
+            err_console.print(f"[bold red]error:[/] {escape(_one_line(text))}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _one_line(text: str, limit: int = 2000) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@app.callback()
+def _global_options(
+    max_pixels: Optional[int] = typer.Option(
+        None, "--max-pixels", metavar="N",
+        help=f"Refuse images and masks of more than N pixels before decoding them (0 = no limit) "
+             f"[default: ${ENV_MAX_PIXELS} or {DEFAULT_MAX_PIXELS:,}]."),
+) -> None:
+    """Entity segmentation toolkit: convert, merge, train, predict and score categoryless entities."""
+    if max_pixels is not None:
+        if max_pixels < 0:
+            err_console.print("[bold red]error:[/] --max-pixels must be ≥ 0 (0 = no limit)", highlight=False)
+            raise typer.Exit(1)
+        set_max_pixels(max_pixels)

@@ -202,6 +202,19 @@ def assemble(
     )
 
 
+def label_size(path: Path, item: str) -> tuple[int, int, DatasetError | None]:
+    """(height, width, None) of a label PNG from its header, or (0, 0, the problem) — planning never
+    stops on one bad file: the problem becomes that image's failure (``--keep-going`` skips it)."""
+    from ..errors import EntityKitError  # noqa: PLC0415
+    from ..images import read_header  # noqa: PLC0415
+
+    try:
+        header = read_header(path, exif=False, item=item)
+    except EntityKitError as e:
+        return 0, 0, DatasetError(e.problem, e.path, e.item)
+    return header.height, header.width, None
+
+
 def check_crowd_mode(crowd: str) -> None:
     if crowd not in CROWD_MODES:
         raise DatasetError(f"unknown crowd mode {crowd!r}; choose one of {CROWD_MODES}")

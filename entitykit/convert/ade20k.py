@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from ..dataset import EntityDataset
-from ..errors import DatasetError
-from ._common import ImageRecord, ImageResult, Segment, annotations_from_id_map, assemble, collect, run_ordered
+from ..errors import DatasetError, EntityKitError
+from ..images import read_label_png
+from ._common import (ImageRecord, ImageResult, Segment, annotations_from_id_map, assemble, collect, label_size,
+                      run_ordered)
 
 # ADE20K instance challenge class k (1-based) → SceneParse150 class id (1-based): the released
 # mapping table (CSAILVision `ade20k_instance_catid_mapping.txt`). The 100 values are the thing classes.
@@ -42,12 +43,14 @@ class _ChallengeJob:
     semantic: Path
     instance: Path | None
     names: dict[int, str]
+    error: DatasetError | None = None  # the label PNG's header could not be read
 
 
 @dataclass
 class _FullJob:
     image: ImageRecord
     seg: Path
+    error: DatasetError | None = None
 
 
 def read_class_names(path: Path) -> dict[int, str]:
@@ -134,10 +137,9 @@ def _plan_challenge(root: Path, sem_dir: Path, inst_dir: Path, img_dir: Path, se
             break
     jobs = []
     for png in sorted(sem_dir.glob("*.png")):
-        with Image.open(png) as im:
-            w, h = im.size
+        h, w, error = label_size(png, f"image {png.stem!r}")
         record = ImageRecord(png.stem, f"{png.stem}.jpg", h, w)
-        jobs.append(_ChallengeJob(record, png, None if semantic_only else inst_dir / png.name, names))
+        jobs.append(_ChallengeJob(record, png, None if semantic_only else inst_dir / png.name, names, error))
     if not jobs:
         raise DatasetError("no semantic PNGs found", sem_dir)
     conv = {"from": "ade20k-challenge", "semantic_dir": str(sem_dir), "semantic_only": semantic_only,
@@ -149,12 +151,9 @@ def _plan_challenge(root: Path, sem_dir: Path, inst_dir: Path, img_dir: Path, se
 def _read_png(path: Path, rec: ImageRecord, what: str) -> np.ndarray | DatasetError:
     item = f"image {rec.id!r}"
     try:
-        with Image.open(path) as im:
-            arr = np.asarray(im)
-    except FileNotFoundError:
-        return DatasetError(f"{what} not found", path, item)
-    except OSError as e:
-        return DatasetError(f"cannot read {what}: {e}", path, item)
+        arr = read_label_png(path, what=what, item=item)[0]
+    except EntityKitError as e:
+        return DatasetError(e.problem, e.path, e.item)
     if arr.shape[:2] != (rec.height, rec.width):
         return DatasetError(f"{what} is {arr.shape[1]}×{arr.shape[0]}, expected {rec.width}×{rec.height}", path, item)
     return arr
@@ -162,6 +161,8 @@ def _read_png(path: Path, rec: ImageRecord, what: str) -> np.ndarray | DatasetEr
 
 def _convert_challenge(job: _ChallengeJob) -> ImageResult:
     rec = job.image
+    if job.error is not None:
+        return ImageResult.failed(rec, job.error)
     sem = _read_png(job.semantic, rec, "semantic PNG")
     if isinstance(sem, DatasetError):
         return ImageResult.failed(rec, sem)
@@ -213,10 +214,9 @@ def _plan_full(root: Path):
     jobs = []
     for seg in sorted(root.rglob("*_seg.png")):
         stem = seg.name[: -len("_seg.png")]
-        with Image.open(seg) as im:
-            w, h = im.size
+        h, w, error = label_size(seg, f"image {stem!r}")
         rel = (seg.parent / f"{stem}.jpg").relative_to(root).as_posix()
-        jobs.append(_FullJob(ImageRecord(rel, rel, h, w), seg))
+        jobs.append(_FullJob(ImageRecord(rel, rel, h, w), seg, error))
     if not jobs:
         raise DatasetError("no *_seg.png files found (full ADE20K index format)", root)
     conv = {"from": "ade20k-full", "root": str(root), "rule": "class = R/10*256 + G; one entity per (class, B) pair; class 0 void"}
@@ -225,6 +225,8 @@ def _plan_full(root: Path):
 
 def _convert_full(job: _FullJob) -> ImageResult:
     rec = job.image
+    if job.error is not None:
+        return ImageResult.failed(rec, job.error)
     rgb = _read_png(job.seg, rec, "_seg.png")
     if isinstance(rgb, DatasetError):
         return ImageResult.failed(rec, rgb)

@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from ..dataset import EntityDataset
-from ..errors import DatasetError
+from ..errors import DatasetError, EntityKitError
+from ..images import read_label_png
 from ._common import (
+    label_size,
     ImageRecord,
     ImageResult,
     Segment,
@@ -41,6 +42,7 @@ class _Job:
     instance_ids: Path
     label_ids: Path
     crowd: str
+    error: DatasetError | None = None  # the label PNG's header could not be read
 
 
 def convert_cityscapes(
@@ -66,10 +68,9 @@ def convert_cityscapes(
     for path in sorted(gt_dir.glob(f"*/*{SUFFIX}")):
         stem = path.name[: -len(SUFFIX)]  # <city>_<seq>_<frame>
         city = path.parent.name
-        with Image.open(path) as im:
-            w, h = im.size
+        h, w, error = label_size(path, f"image {stem!r}")
         record = ImageRecord(stem, f"{split}/{city}/{stem}_leftImg8bit.png", h, w)
-        jobs.append(_Job(record, path, path.with_name(f"{stem}_gtFine_labelIds.png"), crowd))
+        jobs.append(_Job(record, path, path.with_name(f"{stem}_gtFine_labelIds.png"), crowd, error))
     if not jobs:
         raise DatasetError(f"no *{SUFFIX} files found", gt_dir)
     results = collect(run_ordered(_convert_one, jobs, workers), len(jobs), f"convert Cityscapes {split}",
@@ -88,18 +89,21 @@ def convert_cityscapes(
 
 def _convert_one(job: _Job) -> ImageResult:
     rec = job.image
+    if job.error is not None:
+        return ImageResult.failed(rec, job.error)
     item = f"image {rec.id!r}"
     try:
-        with Image.open(job.instance_ids) as im:
-            ids = np.asarray(im).astype(np.int64)
-    except OSError as e:
-        return ImageResult.failed(rec, DatasetError(f"cannot read instanceIds PNG: {e}", job.instance_ids, item))
+        ids = read_label_png(job.instance_ids, what="instanceIds PNG", item=item)[0].astype(np.int64)
+    except EntityKitError as e:
+        return ImageResult.failed(rec, DatasetError(e.problem, e.path, e.item))
     if ids.ndim != 2:
         return ImageResult.failed(rec, DatasetError("instanceIds PNG must be single-channel 16/32-bit", job.instance_ids, item))
     label = np.where(ids >= 1000, ids // 1000, ids)
     if job.label_ids.is_file():
-        with Image.open(job.label_ids) as im:
-            label_ids = np.asarray(im).astype(np.int64)
+        try:
+            label_ids = read_label_png(job.label_ids, what="labelIds PNG", item=item)[0].astype(np.int64)
+        except EntityKitError as e:
+            return ImageResult.failed(rec, DatasetError(e.problem, e.path, e.item))
         if label_ids.shape != label.shape or not np.array_equal(label_ids, label):
             n = int((label_ids != label).sum()) if label_ids.shape == label.shape else "all"
             return ImageResult.failed(

@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 from panopticapi.utils import rgb2id
-from PIL import Image
 
 from ..dataset import EntityDataset
-from ..errors import DatasetError
+from ..errors import DatasetError, EntityKitError
+from ..images import read_label_png
 from ..fileio import read_json
 from ._common import (
     ImageRecord,
@@ -143,13 +143,11 @@ def _convert_one(job: _Job) -> ImageResult:
     rec = job.image
     item = f"image {rec.id!r}"
     try:
-        with Image.open(job.png) as im:
-            mode, size = im.mode, im.size
-            rgb = np.asarray(im if mode == "RGB" else im.convert("RGB"))
-    except FileNotFoundError:
-        return ImageResult.failed(rec, DatasetError("panoptic PNG not found", job.png, item))
-    except OSError as e:
-        return ImageResult.failed(rec, DatasetError(f"cannot read panoptic PNG: {e}", job.png, item))
+        arr, mode = read_label_png(job.png, what="panoptic PNG", item=item)
+    except EntityKitError as e:
+        return ImageResult.failed(rec, DatasetError(e.problem, e.path, e.item))
+    size = (arr.shape[1], arr.shape[0])
+    rgb = arr[:, :, :3] if arr.ndim == 3 else arr
     if mode not in ("RGB", "RGBA"):
         return ImageResult.failed(
             rec, DatasetError(f"panoptic PNG has mode {mode}, expected RGB (id = R + 256·G + 256²·B)", job.png, item)

@@ -11,11 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pycocotools import mask as mask_utils
-
-from ..dataset import EntityDataset
-from ..errors import DatasetError
+from ..dataset import EntityDataset, image_entry_problem
+from ..errors import DatasetError, EntityKitError
 from ..fileio import read_json
+from ..limits import check_pixels
+from ..masks import read_mask
 from ._common import (
     OVERLAP_RULES,
     ImageRecord,
@@ -28,19 +28,6 @@ from ._common import (
     problem_sink,
     run_ordered,
 )
-
-
-def normalise_segmentation(seg: Any, height: int, width: int) -> dict[str, Any]:
-    """Any COCO segmentation (compressed RLE, uncompressed counts list, polygons) → RLE with bytes counts."""
-    if isinstance(seg, dict) and isinstance(seg.get("counts"), str):
-        return {"size": list(seg["size"]), "counts": seg["counts"].encode("ascii")}
-    if isinstance(seg, dict) and isinstance(seg.get("counts"), list):
-        h, w = seg["size"]
-        rle = mask_utils.frPyObjects(seg, h, w)
-        return {"size": list(rle["size"]), "counts": rle["counts"]}
-    if isinstance(seg, list) and seg and all(isinstance(p, list) for p in seg):  # polygons
-        return mask_utils.merge(mask_utils.frPyObjects(seg, height, width))
-    raise ValueError("segmentation is neither an RLE {size, counts} nor a list of polygons")
 
 
 def convert_entityseg(
@@ -67,10 +54,12 @@ def convert_entityseg(
     cats = {c.get("id"): c for c in data.get("categories") or [] if isinstance(c, dict)}
     images: dict[Any, dict[str, Any]] = {}
     for i, img in enumerate(data["images"]):
-        if not isinstance(img, dict) or any(k not in img for k in ("id", "file_name", "height", "width")):
-            raise DatasetError("image lacks id/file_name/height/width", where, f"images[{i}]")
+        why = image_entry_problem(img)
+        if why:
+            raise DatasetError(why, where, f"images[{i}]")
         if img["id"] in images:
             raise DatasetError("duplicate image id", where, f"image {img['id']!r}")
+        check_pixels(img["height"], img["width"], where, f"image {img['id']!r}")
         images[img["id"]] = img
     per_image: dict[Any, list[tuple[dict[str, Any], Segment, str]]] = {k: [] for k in images}
     seen_ids: set[Any] = set()
@@ -88,9 +77,10 @@ def convert_entityseg(
             problem(f"{label} (image_id {ann['image_id']!r})", "annotation for an unknown image")
             continue
         try:
-            rle = normalise_segmentation(ann["segmentation"], img["height"], img["width"])
-        except Exception as e:  # pycocotools raises bare exceptions on malformed input
-            problem(f"{label} (image {img['id']!r})", f"bad segmentation: {e}")
+            rle = read_mask(ann["segmentation"], img["height"], img["width"], path=where,
+                            item=f"{label} (image {img['id']!r})")
+        except EntityKitError as e:
+            problem(e.item or label, e.problem)
             continue
         cat_ori = ann.get("category_id_ori", ann.get("category_id"))
         cat = cats.get(cat_ori) or {}

@@ -7,12 +7,15 @@ or ``large-wins``. The rule and what it changed are recorded in the output.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
 from ..dataset import EntityDataset
-from ..errors import DatasetError
+from ..errors import DatasetError, EntityKitError
 from ..fileio import read_json
+from ..limits import check_pixels
+from ..masks import read_mask
 from ._common import (
     OVERLAP_RULES,
     ImageRecord,
@@ -23,22 +26,50 @@ from ._common import (
     convert_rle_image,
     run_ordered,
 )
-from .entityseg import normalise_segmentation
 
 SAM_RULES = tuple(r for r in OVERLAP_RULES if r != "error")
 
 
-def _load_one(path: Path, image_ext: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def _positive_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v > 0
+
+
+def _load_one(path: Path, image_ext: str) -> tuple[dict[str, Any], list[Any]]:
+    """(image block, mask records) of one SA-1B image JSON or automatic-mask-generator list."""
     data = read_json(path, "SAM mask JSON")
     if isinstance(data, dict) and isinstance(data.get("annotations"), list) and isinstance(data.get("image"), dict):
-        return data["image"], data["annotations"]  # SA-1B
-    if isinstance(data, list):  # automatic mask generator, output_mode coco_rle / uncompressed_rle
-        first = next((a for a in data if isinstance(a, dict) and isinstance(a.get("segmentation"), dict)), None)
+        image = data["image"]
+        h, w = image.get("height"), image.get("width")
+        if not (_positive_int(h) and _positive_int(w)):
+            raise DatasetError(f"image block needs positive whole-number height and width, got {h!r}×{w!r}", path, "image")
+        return image, data["annotations"]  # SA-1B
+    if isinstance(data, list):  # automatic mask generator, output_mode coco_rle / uncompressed_rle / binary_mask
+        first = next((a for a in data if isinstance(a, dict) and "segmentation" in a), None)
         if first is None:
-            raise DatasetError("no masks with an RLE segmentation", path)
-        h, w = first["segmentation"]["size"]
+            raise DatasetError("a list, but no record has a 'segmentation' (SAM automatic-mask-generator output "
+                               "has one per mask)", path)
+        seg = first["segmentation"]
+        if isinstance(seg, dict):
+            size = seg.get("size")
+            if not (isinstance(size, list) and len(size) == 2 and all(map(_positive_int, size))):
+                raise DatasetError(f"first mask's RLE size must be [height, width], got {size!r}", path, "mask [0]")
+            h, w = size
+        elif isinstance(seg, list) and seg and isinstance(seg[0], list):  # binary_mask output saved as JSON
+            h, w = len(seg), len(seg[0])
+        else:
+            raise DatasetError("first mask's segmentation is neither an RLE nor a binary grid: SAM's automatic "
+                               "mask generator writes one of those", path, "mask [0]")
         return {"file_name": path.stem + image_ext, "height": h, "width": w}, data
     raise DatasetError("neither an SA-1B image JSON ({image, annotations}) nor a list of mask records", path)
+
+
+def _score(ann: dict[str, Any], key: str) -> float:
+    if key not in ann:
+        raise ValueError(f"no '{key}' (needed by --rule score)")
+    v = ann[key]
+    if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+        raise ValueError(f"'{key}' must be a finite number, got {v!r}")
+    return float(v)
 
 
 def convert_sam(
@@ -57,6 +88,8 @@ def convert_sam(
     """``inputs``: one JSON or a folder of per-image JSONs. ``rule``: score, small-wins or large-wins."""
     if rule not in SAM_RULES:
         raise DatasetError(f"unknown overlap rule {rule!r}; choose one of {SAM_RULES}")
+    if not isinstance(min_area, int) or isinstance(min_area, bool) or min_area < 0:
+        raise DatasetError(f"min_area must be a whole number ≥ 0, got {min_area!r}")
     inputs = Path(inputs)
     files = sorted(inputs.glob("*.json")) if inputs.is_dir() else [inputs]
     if not files:
@@ -66,32 +99,35 @@ def convert_sam(
         try:
             image, anns = _load_one(path, image_ext)
             h, w = int(image["height"]), int(image["width"])
-        except DatasetError as e:
+            check_pixels(h, w, path, "image")
+        except EntityKitError as e:
             if not keep_going:
                 raise
             problems.append(e)
-            continue
-        except (KeyError, TypeError, ValueError) as e:
-            err = DatasetError(f"image block lacks height/width: {e}", path)
-            if not keep_going:
-                raise err from None
-            problems.append(err)
             continue
         masks, segs, labels, scores = [], [], [], []
         for j, ann in enumerate(anns):
             label = f"mask {ann.get('id', j)!r}" if isinstance(ann, dict) else f"mask [{j}]"
             try:
-                rle = normalise_segmentation(ann["segmentation"], h, w)
-                score = float(ann.get(score_key, 0.0)) if rule == "score" else 0.0
-                if rule == "score" and score_key not in ann:
-                    raise KeyError(f"no '{score_key}'")
-            except (KeyError, TypeError, ValueError) as e:
-                err = DatasetError(f"{label}: {e}", path)
+                if not isinstance(ann, dict) or "segmentation" not in ann:
+                    raise EntityKitError("mask record must be an object with a 'segmentation'", path, label)
+                rle = read_mask(ann["segmentation"], h, w, path=path, item=label)
+                area = ann.get("area", min_area)
+                if not isinstance(area, (int, float)) or isinstance(area, bool) or not math.isfinite(area):
+                    raise EntityKitError(f"'area' must be a number, got {area!r}", path, label)
+                score = _score(ann, score_key) if rule == "score" else 0.0
+            except ValueError as e:
+                err = DatasetError(str(e), path, label)
                 if not keep_going:
                     raise err from None
                 problems.append(err)
                 continue
-            if int(ann.get("area", min_area)) < min_area:
+            except EntityKitError as e:
+                if not keep_going:
+                    raise
+                problems.append(e)
+                continue
+            if area < min_area:
                 continue
             extra = {k: ann[k] for k in ("predicted_iou", "stability_score") if k in ann}
             if "id" in ann:
@@ -101,7 +137,12 @@ def convert_sam(
             labels.append(label)
             scores.append(score)
         image_id = image.get("image_id", image.get("id", path.stem))
-        record = ImageRecord(image_id if image_id is not None else n + 1, image.get("file_name", path.stem + image_ext), h, w)
+        if isinstance(image_id, (list, dict, bool, float)):
+            image_id = path.stem
+        file_name = image.get("file_name", path.stem + image_ext)
+        if not isinstance(file_name, str) or not file_name:
+            file_name = path.stem + image_ext
+        record = ImageRecord(image_id if image_id is not None else n + 1, file_name, h, w)
         jobs.append(RleImageJob(record, masks, segs, labels, rule, "keep", str(path), scores if rule == "score" else None))
     results = collect(run_ordered(convert_rle_image, jobs, workers), len(jobs), "convert SAM masks",
                       keep_going=keep_going, progress=progress)

@@ -4,7 +4,7 @@ Parts, one module each: ``config`` (dataclass + presets), ``backbone`` (torchvis
 P3-P7), ``fcos_head`` (head, target assignment, losses), ``controller`` (kernel head + mask branch),
 ``dynamic_mask_head`` (dynamic head, kernel bank, overlap suppression), ``inference``
 (post-processing → id map), ``entity_model`` (the module), ``checkpoint`` (safetensors + config),
-``export`` (ONNX).
+``export`` (ONNX), ``predictor`` (array in, id map and scores out).
 
 Where this differs from the authors' code (spec section 10), on purpose:
 
@@ -31,6 +31,7 @@ from .checkpoint import load_checkpoint, read_checkpoint_config, save_checkpoint
 from .config import PRESETS, ModelConfig, baseline, get_config
 from .entity_model import EntityModel, prepare_images
 from .export import export_onnx
+from .predictor import Predictor
 
 __all__ = ["PRESETS", "EntityModel", "ModelConfig", "baseline", "export_onnx", "get_config",
-           "load_checkpoint", "prepare_images", "read_checkpoint_config", "save_checkpoint"]
+           "Predictor", "load_checkpoint", "prepare_images", "read_checkpoint_config", "save_checkpoint"]
