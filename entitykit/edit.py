@@ -238,6 +238,16 @@ def edit_image(image: np.ndarray, id_map: np.ndarray, point: tuple[float, float]
     """
     if op not in OPS:
         raise EntityKitError(f"unknown edit {op!r}; choose one of {', '.join(OPS)}")
+    for name, v in (("point x", point[0]), ("point y", point[1]), ("hue", hue), ("blur", blur),
+                    ("feather", 0.0 if feather is None else feather)):
+        if not math.isfinite(float(v)):
+            raise EntityKitError(f"{name} must be a finite number, got {v}")
+    if not 0 <= blur <= max(image.shape[:2]):
+        raise EntityKitError(f"blur radius must be between 0 and the image's longest side ({max(image.shape[:2])} px), "
+                             f"got {blur:g}")
+    if feather is not None and not 0 <= feather <= max(image.shape[:2]):
+        raise EntityKitError(f"feather must be between 0 and the image's longest side ({max(image.shape[:2])} px), "
+                             f"got {feather:g}")
     if image.shape[:2] != id_map.shape:
         raise EntityKitError(f"id map is {id_map.shape[1]}×{id_map.shape[0]} but the image is "
                              f"{image.shape[1]}×{image.shape[0]} (EXIF orientation applied)")

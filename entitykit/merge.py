@@ -227,6 +227,8 @@ def merge_datasets(
         raise DatasetError("nothing to merge: give at least one entity dataset")
     if split is not None and split not in SPLITS:
         raise DatasetError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise DatasetError(f"seed must be a whole number ≥ 0, got {seed!r}")
     if total is not None and (not isinstance(total, int) or isinstance(total, bool) or total < 1):
         raise DatasetError(f"total must be a positive integer, got {total!r}")
     if (holdout or drop_holdout_overlap or dedupe) and not hash_images:

@@ -168,7 +168,7 @@ def test_cli_edit_with_id_map_and_with_checkpoint(checkpoint, tmp_path):
     res = runner.invoke(app, args + ["--op", "cutout", "-o", str(tmp_path / "x.jpg")])
     assert res.exit_code == 1 and "transparency" in res.output
     res = runner.invoke(app, args + ["--op", "bokeh", "-o", str(tmp_path / "astro.png")])
-    assert res.exit_code == 1 and "over an input file" in res.output
+    assert res.exit_code == 1 and "would overwrite its own input" in res.output
     res = runner.invoke(app, args + ["--op", "blur", "-o", str(tmp_path / "x.png")])
     assert res.exit_code == 1 and "unknown --op" in res.output
     # --checkpoint predicts the id map first (untrained model: whatever entity lies under the point)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Optional
 
@@ -13,6 +14,8 @@ from rich.table import Table
 from ..check import check_dataset
 from ..convert import convert_ade20k, convert_cityscapes, convert_coco_panoptic, convert_entityseg, convert_sam
 from ..dataset import EntityDataset
+from ..errors import EntityKitError
+from ..fileio import check_output
 from ..masks import ID_MAP_FORMATS
 from ..stats import dataset_stats
 from rich.markup import escape
@@ -35,6 +38,7 @@ KEEP_GOING = typer.Option(False, "--keep-going", help="Record problems and go on
 ID_MAPS = typer.Option(None, "--id-maps", help="Also write per-image id-map PNGs (the paper's P) to this folder.")
 ID_MAP_FORMAT = typer.Option("png16", help=ID_MAP_FORMAT_HELP)
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bar.")
+IGNORE_EXIF = typer.Option(False, "--ignore-exif", help="Read images' stored pixels, ignoring their EXIF orientation (for datasets annotated on the un-rotated bitmap).")
 CROWD = typer.Option("void", help="Crowd regions: 'void' (dropped, as the paper's authors did) or 'keep' (iscrowd=1, ignored by scoring).")
 
 
@@ -54,6 +58,7 @@ def convert_coco_panoptic_cmd(
     quiet: bool = QUIET,
 ) -> None:
     """COCO panoptic (also ADE20K / Cityscapes panoptic) → entities: every non-crowd segment is one entity."""
+    _outputs(output, id_maps, id_map_format, panoptic_json, png_dir, images)
     ds = convert_coco_panoptic(
         panoptic_json,
         png_dir,
@@ -67,10 +72,28 @@ def convert_coco_panoptic_cmd(
     _finish(ds, output, id_maps, id_map_format, quiet)
 
 
-def _finish(ds, output: Path, id_maps: Optional[Path], id_map_format: str, quiet: bool) -> None:
+def _outputs(output: Path, id_maps: Optional[Path], id_map_format: str, *inputs: Optional[Path]) -> None:
+    """Refuse bad output paths before converting (hours of work must not end in 'is a folder')."""
+    check_output(output, inputs=inputs)
     if id_maps is not None:
+        check_output(id_maps, kind="folder", inputs=[*inputs, output])
+        if id_map_format not in ID_MAP_FORMATS:
+            raise EntityKitError(f"unknown id-map format {id_map_format!r}; choose one of {', '.join(ID_MAP_FORMATS)}")
+
+
+def _finish(ds, output: Path, id_maps: Optional[Path], id_map_format: str, quiet: bool) -> None:
+    """Write the id maps (if asked) and the JSON; a failure of the second removes the first."""
+    if id_maps is not None:
+        existed = id_maps.exists()
         ds.export_id_maps(id_maps, id_map_format, progress=not quiet)
-    ds.save(output)
+        try:
+            ds.save(output)
+        except BaseException:
+            if not existed:
+                shutil.rmtree(id_maps, ignore_errors=True)
+            raise
+    else:
+        ds.save(output)
     _print_conversion(ds.info["conversion"], output)
 
 
@@ -89,6 +112,7 @@ def convert_cityscapes_cmd(
     quiet: bool = QUIET,
 ) -> None:
     """Cityscapes gtFine (instanceIds) → entities: 19 evaluated classes, thing pixels without instance = crowd."""
+    _outputs(output, id_maps, id_map_format, root)
     ds = convert_cityscapes(root, split, crowd=crowd, source=source, workers=_workers(workers), keep_going=keep_going,
                             progress=not quiet)
     _finish(ds, output, id_maps, id_map_format, quiet)
@@ -113,6 +137,7 @@ def convert_ade20k_cmd(
     quiet: bool = QUIET,
 ) -> None:
     """ADE20K → entities: stuff classes from the semantic map, instances overwrite (or the full _seg.png form)."""
+    _outputs(output, id_maps, id_map_format, root)
     ds = convert_ade20k(root, split, form=form, semantic_dir=semantic_dir, instance_dir=instance_dir,
                         image_dir=image_dir, semantic_only=semantic_only, source=source, workers=_workers(workers),
                         keep_going=keep_going, progress=not quiet)
@@ -135,6 +160,7 @@ def convert_entityseg_cmd(
     quiet: bool = QUIET,
 ) -> None:
     """EntitySeg → entities: validated, counts normalised, RLE size checked against each image, class kept as provenance."""
+    _outputs(output, id_maps, id_map_format, annotation_json, images)
     ds = convert_entityseg(annotation_json, image_root=images, overlap=overlap, crowd=crowd, source=source,
                            workers=_workers(workers), keep_going=keep_going, progress=not quiet)
     _finish(ds, output, id_maps, id_map_format, quiet)
@@ -158,6 +184,7 @@ def convert_sam_cmd(
     quiet: bool = QUIET,
 ) -> None:
     """Segment Anything masks → entities, overlaps resolved by the declared --rule (recorded in the output)."""
+    _outputs(output, id_maps, id_map_format, inputs, images)
     ds = convert_sam(inputs, rule=rule, score_key=score_key, min_area=min_area, image_root=images, image_ext=image_ext,
                      source=source, workers=_workers(workers), keep_going=keep_going, progress=not quiet)
     _finish(ds, output, id_maps, id_map_format, quiet)
@@ -232,11 +259,13 @@ def check(
     dataset: Path = typer.Argument(..., help="Entity dataset JSON."),
     images: Optional[Path] = typer.Option(None, "--images", help="Image folder [default: the one recorded in the file]."),
     no_image_files: bool = typer.Option(False, "--no-image-files", help="Do not look for the image files."),
+    ignore_exif: bool = IGNORE_EXIF,
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Validate an entity dataset: schema, ids, RLE sizes, area/bbox, non-overlap, image files. Exit 1 on any problem."""
-    report = check_dataset(dataset, image_root=images, check_images=not no_image_files, progress=not quiet)
+    report = check_dataset(dataset, image_root=images, check_images=not no_image_files, exif=not ignore_exif,
+                           progress=not quiet)
     if as_json:
         console.print_json(json.dumps(report.as_dict()))
     else:
@@ -260,5 +289,6 @@ def idmaps(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Write per-image id-map PNGs (the paper's P) and id_maps.json linking values to annotation ids."""
-    n = EntityDataset.load(dataset).export_id_maps(output, fmt, progress=not quiet)
+    check_output(output, kind="folder", inputs=[dataset])
+    n = EntityDataset.open(dataset).export_id_maps(output, fmt, progress=not quiet)
     console.print(f"wrote {n:,} id maps to {output}")

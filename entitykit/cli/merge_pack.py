@@ -10,7 +10,8 @@ import typer
 from rich.table import Table
 
 from ..errors import EntityKitError
-from ..merge import MergeError, merge_datasets
+from ..fileio import check_output
+from ..merge import merge_datasets
 from ..pack import DEFAULT_SHARD_IMAGES, pack_dataset, verify_pack
 from ._app import app, console, err_console, user_errors
 
@@ -25,16 +26,6 @@ def _pairs(values: list[str], what: str) -> dict[str, str]:
             raise EntityKitError(f"{what} given twice for {name!r}")
         out[name] = rest
     return out
-
-
-def _print_problems(e: MergeError) -> None:
-    """List every problem; the last line (the error itself) is printed by @user_errors."""
-    if len(e.problems) < 2:
-        return
-    for p in e.problems[:50]:
-        err_console.print(f"[red]✗[/] {p}", highlight=False, soft_wrap=True)
-    if len(e.problems) > 50:
-        err_console.print(f"[red]… {len(e.problems) - 50} more[/]")
 
 
 @app.command()
@@ -57,25 +48,22 @@ def merge(
 ) -> None:
     """Merge entity datasets: ids re-based, provenance kept, duplicates reported, weighted sampling to a fixed total."""
     weights = {k: _float(k, v) for k, v in _pairs(weight, "--weight").items()} or None
-    try:
-        ds = merge_datasets(
-            inputs,
-            names=[n.strip() for n in names.split(",")] if names else None,
-            image_roots=_pairs(images, "--images") or None,
-            weights=weights,
-            total=total,
-            seed=seed,
-            split=split,
-            holdout=holdout,
-            dedupe=dedupe,
-            drop_holdout_overlap=drop_holdout_overlap,
-            hash_images=not no_hash,
-            workers=max(1, workers),
-            progress=not quiet,
-        )
-    except MergeError as e:
-        _print_problems(e)
-        raise
+    check_output(output, inputs=[*inputs, *holdout])
+    ds = merge_datasets(
+        inputs,
+        names=[n.strip() for n in names.split(",")] if names else None,
+        image_roots=_pairs(images, "--images") or None,
+        weights=weights,
+        total=total,
+        seed=seed,
+        split=split,
+        holdout=holdout,
+        dedupe=dedupe,
+        drop_holdout_overlap=drop_holdout_overlap,
+        hash_images=not no_hash,
+        workers=max(1, workers),
+        progress=not quiet,
+    )
     ds.save(output)
     rep = ds.info["merge"]
     t = Table(title=f"merged → {output} (split {rep['split']}, seed {rep['seed']})")
@@ -141,18 +129,16 @@ def pack(
     level: int = typer.Option(6, "--level", help="zlib level (0-9) of the id maps."),
     workers: int = typer.Option(1, "--workers", "-j", help="Processes encoding id maps (0 = all cores)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing pack."),
+    ignore_exif: bool = typer.Option(False, "--ignore-exif", help="Training reads the images' stored pixels, ignoring EXIF orientation (recorded in the pack)."),
     verify: bool = typer.Option(False, "--verify", help="Re-read the pack and compare every image and id map with the dataset."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Entity dataset → HDF5 shards (original image bytes + compressed id maps + entity table) for fast training I/O."""
-    try:
-        man = pack_dataset(dataset, output, image_root=images, shard_images=shard_images,
-                           shard_bytes=parse_size(shard_size), level=level,
-                           workers=workers if workers > 0 else (os.cpu_count() or 1), overwrite=overwrite,
-                           progress=not quiet)
-    except MergeError as e:
-        _print_problems(e)
-        raise
+    check_output(output, kind="file" if output.suffix.lower() in (".h5", ".hdf5") else "folder", inputs=[dataset, images])
+    man = pack_dataset(dataset, output, image_root=images, shard_images=shard_images,
+                       shard_bytes=parse_size(shard_size), level=level,
+                       workers=workers if workers > 0 else (os.cpu_count() or 1), overwrite=overwrite,
+                       exif=not ignore_exif, progress=not quiet)
     size = sum(p.stat().st_size for p in Path(output).iterdir()) if Path(output).is_dir() else Path(output).stat().st_size
     console.print(f"packed {man['images']:,} images, {man['annotations']:,} annotations into {len(man['shards'])} "
                   f"shard(s), {size / 2**20:,.1f} MiB → {output}", highlight=False)

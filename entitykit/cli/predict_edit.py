@@ -45,21 +45,24 @@ def predict(
     cutouts: bool = typer.Option(False, "--cutouts", help="Also write each entity as an RGBA PNG cropped to its box."),
     keep_going: bool = typer.Option(False, "--keep-going", help="Skip unreadable images (listed under info.problems in predictions.json) instead of stopping."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output folder once the new one is complete."),
+    ignore_exif: bool = typer.Option(False, "--ignore-exif", help="Read the images' stored pixels, ignoring their EXIF orientation."),
     threads: int = THREADS,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Segment entities in images: per image a 16-bit id map + scores (the scorer's format), a COCO RLE
     results JSON, overlays and optional cutouts."""
+    from ..fileio import check_output
     from ..predict import predict as run_predict
 
     _set_threads(threads)
+    check_output(output, kind="folder", inputs=[checkpoint, dataset])
 
     def problem(p: dict) -> None:
         err_console.print(f"[yellow]skipped:[/] {escape(p['path'])}: {escape(p['problem'])}", highlight=False)
 
     run = run_predict(checkpoint, inputs, output, min_score=min_score, device=device, overlays=not no_overlays,
                       cutouts=cutouts, dataset=dataset, image_root=images, max_size=max_size,
-                      paste_pixels=paste_pixels, keep_going=keep_going,
+                      paste_pixels=paste_pixels, keep_going=keep_going, exif=not ignore_exif,
                       overwrite=overwrite, progress=not quiet, on_problem=problem)
     n = len(run.images)
     per = run.model_seconds / n if n else 0.0
@@ -90,16 +93,17 @@ def edit(
     min_score: float = typer.Option(0.0, "--min-score", help="With --checkpoint: drop entities scoring lower."),
     device: str = typer.Option("auto", "--device", help="With --checkpoint: auto, cpu, cuda, …"),
     threads: int = THREADS,
-    overwrite: bool = typer.Option(True, "--overwrite/--no-overwrite", help="Replace an existing output file."),
+    overwrite: bool = typer.Option(True, "--overwrite/--no-overwrite", help="Replace an existing output file (never an input)."),
 ) -> None:
     """Edit one entity picked by a point: cut it out, blur everything else (bokeh), or shift its hue."""
     from PIL import Image
 
     from ..edit import edit_image
     from ..errors import EntityKitError
-    from ..fileio import atomic_path
+    from ..fileio import atomic_path, check_output
+    from ..images import read_image
     from ..masks import read_id_map_png
-    from ..predict import Predictor, load_image
+    from ..model.predictor import Predictor
 
     if op not in OPS:
         raise EntityKitError(f"unknown --op {op!r}; choose one of {', '.join(OPS)}")
@@ -110,12 +114,8 @@ def edit(
         raise EntityKitError(f"unknown output type {output.suffix!r}; use one of {', '.join(SAVE_FORMATS)}", output)
     if op == "cutout" and fmt not in ALPHA_FORMATS:
         raise EntityKitError("a cutout has transparency; write .png, .webp or .tif", output)
-    if output.exists() and not overwrite:
-        raise EntityKitError("output exists (drop --no-overwrite to replace it)", output)
-    for src in (image, id_map):
-        if src is not None and output.resolve() == src.resolve():
-            raise EntityKitError("refusing to write over an input file; choose another -o", output)
-    img = load_image(image)
+    check_output(output, inputs=[image, id_map, checkpoint], overwrite=overwrite)
+    img = read_image(image)
     if id_map is not None:
         ids = read_id_map_png(id_map)
         if ids.shape != img.shape[:2]:

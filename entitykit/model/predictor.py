@@ -112,10 +112,14 @@ class Predictor:
         self.min_score = float(min_score)
         if not 0.0 <= self.min_score <= 1.0:
             raise EntityKitError(f"min_score must be in [0, 1], got {min_score}")
-        self.max_size = int(max_size) if max_size else int(cfg.max_size_test)
-        self.min_size = int(min_size) if min_size else int(cfg.min_size_test)
-        if self.max_size < 32 or self.min_size < 1:
-            raise EntityKitError(f"max_size must be at least 32 (got {self.max_size})")
+        self.max_size = int(max_size) if max_size is not None else int(cfg.max_size_test)
+        self.min_size = int(min_size) if min_size is not None else int(cfg.min_size_test)
+        if self.max_size < 32:
+            raise EntityKitError(f"max_size must be at least 32 pixels, got {self.max_size}")
+        if self.min_size < 1:
+            raise EntityKitError(f"min_size must be at least 1 pixel, got {self.min_size}")
+        if int(paste_pixels) < 0:
+            raise EntityKitError(f"paste_pixels must be ≥ 0, got {paste_pixels}")
         self.paste_pixels = int(paste_pixels)
 
     def settings(self) -> dict:
