@@ -142,7 +142,7 @@ def to_rgb(im: Image.Image) -> np.ndarray:
         if arr.dtype.kind == "f":
             arr = arr.astype(np.float64)
             top = float(np.nanmax(arr)) if arr.size else 0.0
-            arr = np.nan_to_num(arr * (255.0 if top <= 1.0 else 1.0), nan=0.0)
+            arr = np.floor(np.nan_to_num(arr * (255.0 if top <= 1.0 else 1.0), nan=0.0) + 0.5)  # round half up
         else:
             arr = arr.astype(np.int64)
             top = int(arr.max()) if arr.size else 0

@@ -31,9 +31,9 @@ _TRANS = str.maketrans(_BAD_CHARS)
 
 
 def _safe_part(part: str) -> str:
-    if part == "..":
-        return "__"
     part = part.translate(_TRANS).strip() or "_"
+    if not part.strip("."):  # "..", "...": never a parent or the folder itself
+        return "_" * len(part)
     raw = part.encode("utf-8")
     if len(raw) > MAX_PART_BYTES:
         digest = hashlib.sha1(raw).hexdigest()[:10]
@@ -54,7 +54,8 @@ def safe_relative(name: str) -> str:
 def _stem(rel: str) -> str:
     head, _, last = rel.rpartition("/")
     stem = last.rsplit(".", 1)[0] if "." in last.lstrip("_") else last
-    stem = stem or last
+    if not stem.strip("."):  # "..a" → "." is no name: keep the whole part
+        stem = last
     return f"{head}/{stem}" if head else stem
 
 
