@@ -216,3 +216,15 @@ def test_handed_exif_case(tmp_path):
     res = runner.invoke(app, ["pack", str(ds), "-o", str(tmp_path / "c" / "ds.h5"), "--verify", "-q", "--ignore-exif"])
     assert res.exit_code == 0, res.output
     assert json.loads(json.dumps(PackSource(tmp_path / "c" / "ds.h5").pack.manifest))["exif"] == "ignored"
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_train_refuses_the_stored_size_dataset_and_leaves_no_run_folder(tmp_path):
+    ds = _exif_dataset(tmp_path, "stored")
+    args = ["train", "--train", str(ds), "--preset", "tiny", "--max-iter", "1", "--batch-size", "1", "-q"]
+    res = runner.invoke(app, [*args, "-o", str(tmp_path / "run")])
+    assert res.exit_code == 1 and "EXIF orientation 6" in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "run").exists()  # a failed start leaves nothing behind
+    res = runner.invoke(app, [*args, "-o", str(tmp_path / "run"), "--ignore-exif"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["train"]["exif"] is False

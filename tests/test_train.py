@@ -14,7 +14,7 @@ from entitykit.data import Augment, batch_keys
 from entitykit.errors import EntityKitError
 from entitykit.synth import write_synthetic_panoptic
 from entitykit.model import EntityModel, get_config
-from entitykit.train import TrainConfig, _lr_factor, _maybe_sync_bn, load_train_config, train
+from entitykit.train import TrainConfig, _lr_factor, _maybe_sync_bn, load_train_config, resume_config, train
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def _cfg(data, out, **kw):
     return TrainConfig(**base)
 
 
-def test_resume_after_interruption_gives_identical_weights(tiny_data, tmp_path):
+def test_resume_after_interruption_gives_identical_weights(tiny_data, tmp_path, one_torch_thread):
     full = train(_cfg(tiny_data, tmp_path / "full"), progress=False)
     part = train(_cfg(tiny_data, tmp_path / "part"), progress=False, stop_after=3)  # dies after iteration 3
     assert part.iterations == 3 and part.final_checkpoint.name == "model_0000002.safetensors"
@@ -151,3 +151,238 @@ def test_example_configs_are_valid():
         cfg = load_train_config(path)
         assert cfg.train, path
         get_config(cfg.preset, **cfg.model)  # preset exists and every model override is a known field
+
+
+# ------------------------------------------------------------------ typed options, run folders, safe resume
+def _cli(*args):
+    """`entitykit ARGS` in-process: (exit code, its output lines)."""
+    from typer.testing import CliRunner
+
+    from entitykit.cli import app
+
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit), result.exception
+    return result.exit_code, [line for line in result.output.splitlines() if line.strip()]
+
+
+_TINY = ["--batch-size", "2", "--set", "checkpoint_period=2", "--set", "log_period=1", "--set", "min_sizes=[64]",
+         "--set", "max_size=96", "--set", "seed=3", "-q"]
+
+
+@pytest.mark.parametrize("args, key, words", [
+    (["--set", "model.fpn_chanels=32"], "model.fpn_chanels", "did you mean 'model.fpn_channels'?"),
+    (["--set", "max_iters=4"], "max_iters", "did you mean 'max_iter'?"),
+    (["--set", "fpn_channels=32"], "fpn_channels", "did you mean 'model.fpn_channels'?"),
+    (["--set", "lr=abc"], "lr", "expected a number, got 'abc'"),
+    (["--set", "max_iter=1.5"], "max_iter", "expected an integer, got 1.5"),
+    (["--set", 'model.fpn_channels="x"'], "model.fpn_channels", "expected an integer, got 'x'"),
+    (["--max-iter", "-5"], "max_iter", "must be ≥ 1, got -5"),
+    (["--batch-size", "0"], "batch_size", "must be ≥ 1, got 0"),
+    (["--lr", "-1"], "lr", "must be > 0"),
+    (["--lr", "nan"], "lr", "expected a finite number"),
+    (["--set", "eval_period=-1"], "eval_period", "must be ≥ 0"),
+    (["--set", "checkpoint_period=-2"], "checkpoint_period", "must be ≥ 0"),
+    (["--set", "log_period=0"], "log_period", "must be ≥ 1"),
+    (["--set", "workers=-1"], "workers", "must be ≥ 0"),
+    (["--preset", "tinyy"], "preset", "did you mean 'tiny'?"),
+    (["--set", "device=gpu"], "device", "unknown device 'gpu'"),
+    (["--set", "model.head_groups=0"], "model.head_groups", "must be ≥ 1"),
+    (["--val", "missing_val.json"], "missing_val.json", "not found"),
+])
+def test_bad_option_is_one_line_and_creates_nothing(tiny_data, tmp_path, args, key, words):
+    code, lines = _cli("train", "--train", tiny_data, "-o", tmp_path / "run", "--max-iter", "2", *_TINY, *args)
+    assert code == 1 and len(lines) == 1, lines
+    assert key in lines[0] and words in lines[0], lines[0]
+    assert not (tmp_path / "run").exists()  # nothing written by a start that fails
+
+
+@pytest.mark.parametrize("override, key, words", [
+    ("max_iter=true", "max_iter", "expected an integer, got True"),
+    ("flip=1", "flip", "expected true or false"),
+    ("train_weights=[1, \"a\"]", "train_weights[1]", "expected a number"),
+    ("lr=inf", "lr", "finite"),
+    ("seed=-1", "seed", "must be in [0, 4.29497e+09]"),
+    ("momentum=1.0", "momentum", "must be in [0, 1)"),
+    ("lr_steps=[8, 5]", "lr_steps", "increasing"),
+    ("lsj=[0.5]", "lsj", "[lowest, highest]"),
+    ("min_sizes=[]", "min_sizes", "at least one"),
+    ("optimizer=adam", "optimizer", "did you mean 'adamw'?"),
+    ("model.pixel_mean=[1, 2]", "model.pixel_mean", "a list of 3 numbers"),
+    ("model.path_weights.111=0", "model.path_weights.111", "one level deep"),
+    ("model=3", "model", "table of model options"),
+])
+def test_option_types_and_ranges(override, key, words):
+    with pytest.raises(EntityKitError, match="^--set: ") as e:
+        load_train_config(None, [override])
+    assert e.value.item == key and words in e.value.problem, str(e.value)
+    # accepted conversions: an integer where a float is expected, a list where the model wants a tuple
+    cfg = load_train_config(None, ["lr=1", "model.min_size_train=[96, 128]", "train=['a.json', 'b.json']",
+                                   "train_weights=[1, 2.5]"])
+    assert cfg.lr == 1.0 and type(cfg.lr) is float and cfg.train_weights == [1.0, 2.5]
+    assert get_config(cfg.preset, **cfg.model).min_size_train == (96, 128)
+    with pytest.raises(EntityKitError, match="max_iter: must be ≥ 1"):
+        TrainConfig(max_iter=0)  # a config built in Python is checked too
+
+
+def test_config_file_errors_name_the_file_and_key(tmp_path):
+    f = tmp_path / "run.toml"
+    f.write_text('preset = "tiny"\nmax_iters = 4\n')
+    with pytest.raises(EntityKitError) as e:
+        load_train_config(f)
+    assert str(e.value) == f"{f}: max_iters: unknown training option 'max_iters'; did you mean 'max_iter'?"
+    f.write_text('preset = "tiny"\n[model]\nfpn_channels = "wide"\n')
+    with pytest.raises(EntityKitError, match=r"run\.toml: model\.fpn_channels: expected an integer, got 'wide'"):
+        load_train_config(f)
+
+
+def test_run_folder_rules_and_resume_from_config_json_via_cli(tiny_data, tmp_path, one_torch_thread):
+    """A folder of someone's files is refused; a fresh run into an empty folder is killed before its
+    first checkpoint; a fresh run into it is refused; --resume with a different option is refused;
+    `train -o RUN --resume` alone continues from iteration 0 (no checkpoint yet); --resume
+    --max-iter N trains longer."""
+    users = tmp_path / "users"
+    users.mkdir()
+    (users / "keep.txt").write_text("user data")
+    code, lines = _cli("train", "--train", tiny_data, "-o", users, "--max-iter", "3", *_TINY)
+    assert code == 1 and len(lines) == 1 and "not empty (keep.txt)" in lines[0], lines
+    assert sorted(p.name for p in users.iterdir()) == ["keep.txt"]
+
+    run = tmp_path / "run"
+    run.mkdir()  # an empty existing folder is fine
+    code, lines = _cli("train", "--train", tiny_data, "-o", run, "--max-iter", "3", *_TINY, "--stop-after", "1")
+    assert code == 0, lines
+    assert not (run / "checkpoints").exists()  # stopped before the first checkpoint (period 2)
+    first = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iter"] for r in first] == [1]
+    config_bytes = (run / "config.json").read_bytes()
+
+    code, lines = _cli("train", "--train", tiny_data, "-o", run, "--max-iter", "3", *_TINY)
+    assert code == 1 and len(lines) == 1 and "already holds a run" in lines[0] and "--resume" in lines[0], lines
+    for args, key in ((["--lr", "0.5"], "lr"), (["--max-iter", "2"], "max_iter"), (["--set", "model.fpn_channels=32"],
+                      "model.fpn_channels"), (["--train", tmp_path / "other.json"], "train")):
+        code, lines = _cli("train", "-o", run, "--resume", *args)
+        assert code == 1 and len(lines) == 1 and f"config.json: {key}: " in lines[0], (args, lines)
+    assert (run / "config.json").read_bytes() == config_bytes  # refusals write nothing
+    assert [json.loads(x)["iter"] for x in (run / "metrics.jsonl").read_text().splitlines()] == [1]
+
+    code, lines = _cli("train", "-o", run, "--resume", "-q")  # nothing else: the options come from config.json
+    assert code == 0, lines
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iter"] for r in rows] == [1, 2, 3]  # restarted from 0, the log cut, not appended to
+    assert rows[0]["loss"] == first[0]["loss"]
+    ckpts = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert ckpts == ["last_checkpoint", *(f"model_000000{i}{s}" for i in (2, 3)
+                                          for s in (".safetensors", ".state.json", ".state.safetensors"))]
+    state = json.loads((run / "checkpoints" / "model_0000003.state.json").read_text())  # JSON, no pickle anywhere
+    assert state["format"] == "entitykit-train-state" and state["state"]["iteration"] == 3
+    assert load_file(str(run / "checkpoints" / "model_0000003.state.safetensors"))["state.rng.torch"].dtype == torch.uint8
+
+    code, lines = _cli("train", "-o", run, "--resume", "--max-iter", "4", "--set", "model.fpn_channels=64", "-q")
+    assert code == 0, lines  # max_iter raised; fpn_channels given as the value in force (the preset's)
+    assert [json.loads(x)["iter"] for x in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
+    assert json.loads((run / "config.json").read_text())["solver"]["max_iter"] == 4
+    assert resume_config(run).max_iter == 4
+
+
+class _Planted:
+    """Unpickling this runs code: it creates the file `marker`."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        from pathlib import Path
+
+        return (Path.touch, (Path(self.marker),))
+
+
+def test_planted_pickle_state_is_refused_not_loaded(tmp_path):
+    import pickle
+
+    payload = pickle.dumps(_Planted(tmp_path / "control"))
+    pickle.loads(payload)  # the payload is live: loading it the old way would run code
+    assert (tmp_path / "control").exists()
+
+    run = tmp_path / "run"
+    cfg = TrainConfig(train=["train.json"], output=str(run), max_iter=4, batch_size=2)
+    from entitykit.runs import RunFolder
+
+    RunFolder(run).write_config({"train": cfg.__dict__, "solver": {"max_iter": 4, "batch_size": 2},
+                                 "model": get_config("tiny").to_dict(), "world_size": 1})
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "model_0000002.safetensors").write_bytes(b"")
+    (run / "checkpoints" / "model_0000002.state.pt").write_bytes(pickle.dumps(_Planted(tmp_path / "pwned")))
+    (run / "checkpoints" / "last_checkpoint").write_text("model_0000002\n")
+
+    code, lines = _cli("train", "-o", run, "--resume")
+    assert code == 1 and len(lines) == 1, lines
+    assert "model_0000002.state.pt" in lines[0] and "older entitykit" in lines[0] and "pickle" in lines[0]
+    with pytest.raises(EntityKitError, match="not loaded for safety"):
+        train(resume_config(run), resume=True, progress=False)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_validation_uses_the_predict_writer(tiny_data, tmp_path, one_torch_thread):
+    """Training's validation records are exactly `predict`'s coco_results.json for the same model."""
+    from entitykit.predict import predict
+    from entitykit.train import predict_results
+
+    torch.manual_seed(0)
+    model = EntityModel(get_config("tiny", score_thresh=0.0, detections_per_image=5, min_size_test=64,
+                                   max_size_test=96)).eval()
+    records = predict_results(model, tiny_data)
+    assert records and {r["image_id"] for r in records} == {img["id"] for img in json.loads(tiny_data.read_text())["images"]}
+    written = predict(model, [], tmp_path / "preds", dataset=tiny_data)
+    assert json.loads(json.dumps(records)) == json.loads((tmp_path / "preds" / "coco_results.json").read_text())
+
+
+def test_metrics_log_drops_a_half_written_last_line(tmp_path):
+    from entitykit.runs import RunFolder
+
+    run = RunFolder(tmp_path)
+    for i in (1, 2, 3):
+        run.append_metrics({"iter": i, "loss": 1.0 / i})
+    with open(run.metrics_path, "a") as f:
+        f.write('{"iter": 4, "lo')  # killed mid-write
+    assert [r["iter"] for r in run.read_metrics()] == [1, 2, 3]
+    assert [r["iter"] for r in run.restart_metrics(2)] == [1, 2]
+    assert run.metrics_path.read_text().count("\n") == 2
+
+
+def test_resume_state_round_trip_is_exact(tmp_path):
+    """Optimizer, scheduler and every RNG come back exactly from .state.safetensors + .state.json."""
+    import random
+
+    from entitykit.runs import load_state, save_state
+    from entitykit.train import _apply_state, _train_state
+
+    def parts(seed):
+        torch.manual_seed(seed)
+        net = torch.nn.Linear(3, 2)
+        opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda it: 0.5 ** it)
+        return net, opt, sched, torch.amp.GradScaler("cuda", enabled=False)
+
+    def draws():
+        return torch.rand(3).tolist(), np.random.rand(3).tolist(), [random.random() for _ in range(3)]
+
+    net, opt, sched, scaler = parts(0)
+    for _ in range(2):
+        net(torch.randn(4, 3)).sum().backward()
+        opt.step()
+        sched.step()
+    np.random.seed(7)
+    random.seed(7)
+    save_state(tmp_path / "model_0000002", _train_state(2, opt, sched, scaler))
+    expected = draws()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model_0000002.state.json", "model_0000002.state.safetensors"]
+
+    _, opt2, sched2, scaler2 = parts(1)
+    assert _apply_state(load_state(tmp_path / "model_0000002"), opt2, sched2, scaler2, tmp_path) == 2
+    assert draws() == expected
+    a, b = opt.state_dict(), opt2.state_dict()
+    assert a["param_groups"] == b["param_groups"]
+    for k in a["state"]:
+        for name, t in a["state"][k].items():
+            assert torch.equal(t, b["state"][k][name]), (k, name)
+    assert sched.state_dict() == sched2.state_dict()

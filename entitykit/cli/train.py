@@ -1,14 +1,14 @@
-"""`entitykit train`: parse options into a TrainConfig, run, print where everything went."""
+"""`entitykit train`: options into a TrainConfig (or the run folder's own, with --resume), run, print
+where everything went."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import typer
 
-from ..train import load_train_config, train
+from ..train import DEFAULT_OUTPUT, TrainConfig, read_options, resume_config, train
 from ._app import app, console, user_errors
 
 
@@ -19,30 +19,39 @@ def train_cmd(
     train_sets: List[Path] = typer.Option([], "--train", help="Training entity dataset (JSON or HDF5 pack); repeatable."),
     weights: List[float] = typer.Option([], "--weight", help="Sampling weight per --train set, in order."),
     val: Optional[Path] = typer.Option(None, "--val", help="Entity dataset scored with APe during and after training."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Run folder [default: runs/entitykit]."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help=f"Run folder [default: {DEFAULT_OUTPUT}]."),
     preset: Optional[str] = typer.Option(None, help="Model preset: tiny, r50_1x, r101_3x, swin_t_1x, r50_1x_baseline."),
     max_iter: Optional[int] = typer.Option(None, help="Iterations [default: the preset's]."),
     batch_size: Optional[int] = typer.Option(None, help="Global batch size, split across processes."),
     lr: Optional[float] = typer.Option(None, help="Base learning rate [default: the preset's]."),
     init: Optional[Path] = typer.Option(None, help="Start from this checkpoint's weights (and model config)."),
     overrides: List[str] = typer.Option([], "--set", help="Any option as key=value, dotted for the model (model.fpn_channels=64)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --output from its last checkpoint, exactly."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --output from its last checkpoint, exactly; "
+                                "its config.json holds the options (give none, or only the same ones; --max-iter may be raised)."),
     stop_after: Optional[int] = typer.Option(None, help="Stop this process after N iterations (resume later)."),
+    ignore_exif: bool = typer.Option(False, "--ignore-exif", help="Read images' stored pixels, ignoring EXIF orientation "
+                                     "(datasets annotated on the un-rotated bitmap); = --set exif=false."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Train the entity model (one process, or under torchrun --nproc_per_node N for DDP)."""
-    sets: list[str] = []
+    flags: dict[str, Any] = {}
     if train_sets:
-        sets.append(f"train={json.dumps([str(p) for p in train_sets])}")
+        flags["train"] = [str(p) for p in train_sets]
     if weights:
-        sets.append(f"train_weights={json.dumps(weights)}")
-    for key, value in (("val", val), ("output", output), ("preset", preset), ("init", init)):
+        flags["train_weights"] = list(weights)
+    for key, value in (("val", val), ("output", output), ("init", init)):
         if value is not None:
-            sets.append(f"{key}={json.dumps(str(value))}")
-    for key, value in (("max_iter", max_iter), ("batch_size", batch_size), ("lr", lr)):
+            flags[key] = str(value)
+    for key, value in (("preset", preset), ("max_iter", max_iter), ("batch_size", batch_size), ("lr", lr)):
         if value is not None:
-            sets.append(f"{key}={value}")
-    cfg = load_train_config(config, [*sets, *overrides])
+            flags[key] = value
+    if ignore_exif:
+        flags["exif"] = False
+    given = read_options(config, overrides, flags)
+    if resume:
+        cfg = resume_config(given.get("output", DEFAULT_OUTPUT), given)
+    else:
+        cfg = TrainConfig.from_dict(given)
     result = train(cfg, resume=resume, progress=not quiet, stop_after=stop_after)
     console.print(f"trained {result.iterations} iterations → {result.output}")
     if result.final_checkpoint:

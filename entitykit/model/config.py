@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass, field
 
 from ..errors import EntityKitError
+from ..options import check_range, check_value, field_types, suggest, unknown_key_error
 
 RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101")
 TRANSFORMERS = ("swin_t", "swin_s", "swin_b", "convnext_tiny", "convnext_small", "convnext_base")
@@ -77,9 +78,22 @@ class ModelConfig:
     max_size_test: int = 1333
 
     def __post_init__(self) -> None:
+        # every field typed as annotated (lists from JSON/TOML become tuples), then the rules
+        for name, hint in field_types(ModelConfig).items():
+            setattr(self, name, check_value(getattr(self, name), hint, name))
         self.validate()
 
     def validate(self) -> None:
+        """Types are checked on construction; this checks ranges and the rules between fields.
+        Each error is one :class:`EntityKitError` whose item is the field's name."""
+        for name, (low, high, low_open, high_open) in _RANGES.items():
+            check_range(getattr(self, name), name, low=low, high=high, low_open=low_open, high_open=high_open)
+        for code, w in self.path_weights.items():
+            check_range(w, f"path_weights.{code}", low=0)
+        if self.optimizer not in ("sgd", "adamw"):
+            raise EntityKitError(f"unknown optimizer {self.optimizer!r}; choose sgd or adamw", item="optimizer")
+        if list(self.lr_steps) != sorted(set(self.lr_steps)):
+            raise EntityKitError(f"must be increasing iterations, got {list(self.lr_steps)}", item="lr_steps")
         if self.backbone not in BACKBONES:
             raise EntityKitError(f"unknown backbone {self.backbone!r}; choose one of {', '.join(BACKBONES)}",
                                  item="backbone")
@@ -114,18 +128,69 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> ModelConfig:
-        names = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = set(data) - set(names)
-        if unknown:
-            raise EntityKitError(f"unknown model config keys {sorted(unknown)}", item="config")
-        kwargs = {}
-        for k, v in data.items():
-            default = names[k].default
-            kwargs[k] = tuple(v) if isinstance(default, tuple) and isinstance(v, list) else v
-        return cls(**kwargs)
+        """A config from JSON-like data (lists for tuples): unknown keys and wrong types refused."""
+        if not isinstance(data, dict):
+            raise EntityKitError(f"model config must be a table, got {type(data).__name__}", item="config")
+        return cls(**cls.check_overrides(data, prefix=""))
+
+    @classmethod
+    def check_overrides(cls, data: dict, path: str | None = None, prefix: str = "model.") -> dict:
+        """Field overrides (``{"fpn_channels": 32}``) typed as the fields are; an unknown key is
+        refused with the closest field name ("did you mean"). Errors name ``path`` and
+        ``prefix + key``. Ranges and the rules between fields are checked when the config is built."""
+        types_ = field_types(cls)
+        out = {}
+        for key, value in data.items():
+            if key not in types_:
+                close = suggest(str(key), types_)
+                raise unknown_key_error(str(key), types_, "model option", path, f"{prefix}{key}",
+                                        hint=f"{prefix}{close}" if close else None)
+            out[key] = check_value(value, types_[key], f"{prefix}{key}", path)
+        return out
 
     def replace(self, **changes) -> ModelConfig:
         return dataclasses.replace(self, **changes)
+
+
+# field: (lowest, highest, lowest excluded, highest excluded); every number of a tuple field is checked
+_RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
+    "trainable_layers": (0, 5, False, False),
+    "fpn_channels": (1, None, False, False),
+    "pixel_std": (0, None, True, False),
+    "size_divisibility": (1, None, False, False),
+    "strides": (1, None, False, False),
+    "head_convs": (0, None, False, False),
+    "head_groups": (1, None, False, False),
+    "prior_prob": (0, 1, True, True),
+    "sizes_of_interest": (0, None, True, False),
+    "center_radius": (0, None, True, False),
+    "focal_alpha": (0, 1, False, False),
+    "focal_gamma": (0, None, False, False),
+    "controller_convs": (0, None, False, False),
+    "mask_branch_channels": (1, None, False, False),
+    "mask_branch_convs": (0, None, False, False),
+    "mask_channels": (1, None, False, False),
+    "dynamic_channels": (1, None, False, False),
+    "mask_soi": (0, None, True, False),
+    "cluster_weight": (0, None, False, False),
+    "max_proposals_per_image": (1, None, False, False),
+    "max_proposals": (1, None, False, False),
+    "score_thresh": (0, 1, False, False),
+    "pre_nms_topk": (1, None, False, False),
+    "nms_thresh": (0, 1, False, False),
+    "detections_per_image": (1, None, False, False),
+    "mask_thresh": (0, 1, False, False),
+    "lr": (0, None, True, False),
+    "weight_decay": (0, None, False, False),
+    "ims_per_batch": (1, None, False, False),
+    "max_iter": (1, None, False, False),
+    "lr_steps": (0, None, False, False),
+    "warmup_iters": (0, None, False, False),
+    "min_size_train": (1, None, False, False),
+    "max_size_train": (1, None, False, False),
+    "min_size_test": (1, None, False, False),
+    "max_size_test": (1, None, False, False),
+}
 
 
 def baseline(cfg: ModelConfig) -> ModelConfig:
