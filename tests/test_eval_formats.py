@@ -87,7 +87,8 @@ def test_entitykit_format_errors(tmp_path):
     bad = copy.deepcopy(doc)
     bad["images"][0]["segments"] = bad["images"][0]["segments"][1:]
     (tmp_path / "p" / "predictions.json").write_text(json.dumps(bad))
-    with pytest.raises(PredictionError, match="has no score"):
+    with pytest.raises(PredictionError, match=r"predictions.json: images\[0\] \(image 1\): id \d+ is in the id map "
+                                              r".*0001.png but has no segments entry"):
         evaluate(gt, tmp_path / "p")
     bad = copy.deepcopy(doc)
     bad["images"][0]["segments"].append(dict(bad["images"][0]["segments"][0]))
@@ -148,8 +149,11 @@ def test_panoptic_predictions_with_and_without_scores(tmp_path):
 
 
 def _class_agnostic(src: Path, dst: Path) -> Path:
+    """One category; segments with id 0 dropped (coco_pred.json's "team" lists one: 0 is "no
+    segment" in a panoptic PNG, an error for eval and convert alike — see test_eval_sniff.py)."""
     d = json.loads(src.read_text())
     for a in d["annotations"]:
+        a["segments_info"] = [s for s in a["segments_info"] if s["id"] != 0]
         for s in a["segments_info"]:
             s["category_id"] = 1
     d["categories"] = [{"id": 1, "name": "entity", "isthing": 1}]

@@ -34,8 +34,12 @@ class Crowd(str, Enum):
 def eval_command(
     gt: Path = typer.Argument(..., help="Ground truth: entity dataset JSON, or COCO panoptic JSON (+ PNG folder)."),
     pred: Path = typer.Argument(..., help="Predictions: entitykit folder (predictions.json + id maps), "
-                                          "COCO results JSON (RLE), or COCO panoptic JSON (+ PNG folder)."),
-    pred_format: PredFormat = typer.Option(PredFormat.auto, "--format", help="Prediction format (default: detect)."),
+                                          "COCO results JSON (a list of {image_id, segmentation: RLE, score}, or "
+                                          "a COCO dict whose annotations carry a score), or COCO panoptic JSON "
+                                          "(+ PNG folder). Anything else is named, with the command that "
+                                          "converts it where one exists."),
+    pred_format: PredFormat = typer.Option(PredFormat.auto, "--format", help="Prediction format (default: "
+                                           "recognised from the content)."),
     overlap: Overlap = typer.Option(Overlap.error, help="Overlapping predictions: error (APe), resolve "
                                     "(highest score owns the pixel), allow (overlap-tolerant APm)."),
     max_dets: int = typer.Option(100, "--max-dets", min=1, help="Predictions kept per image, by score."),
@@ -51,9 +55,19 @@ def eval_command(
     no_pq: bool = typer.Option(False, "--no-pq", help="Skip PQ/SQ/RQ."),
 ) -> None:
     """Score entity predictions: APe (COCO mask AP, class-agnostic, no overlap allowed) and PQ."""
+    from ..errors import EntityKitError
     from ..evaluation import evaluate
     from ..evaluation.report import print_report, write_pr_curves, write_result_json
+    from ..fileio import check_output
 
+    if workers < 0:
+        raise EntityKitError(f"--workers must be 0 (all cores) or a positive number, got {workers}")
+    if worst < 0:
+        raise EntityKitError(f"--worst must be 0 (hide) or a positive number, got {worst}")
+    inputs = [gt, pred, gt_png_dir, pred_png_dir, pred / "predictions.json" if pred.is_dir() else None]
+    for out in (json_out, pr_curve):  # before any work: never over an input, a folder or under a file
+        if out is not None:
+            check_output(out, inputs=[*inputs, *(o for o in (json_out, pr_curve) if o is not None and o is not out)])
     r = evaluate(gt, pred, gt_png_dir=gt_png_dir, pred_png_dir=pred_png_dir, pred_format=pred_format.value,
                  overlap=overlap.value, max_dets=max_dets, crowd=crowd.value, workers=workers, pq=not no_pq)
     print_report(r, console, worst=worst)

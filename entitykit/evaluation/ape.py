@@ -279,19 +279,20 @@ def prepare(
     else:
         pcols = _columns(predictions, ("image_id", "segmentation", "score"), PredictionError, pred_path,
                          labels.__getitem__)
+    # JSON types, checked here for every format (the fast readers only accept these types; a list of
+    # dicts, a json-parsed file, panoptic and entitykit predictions come through here unchecked):
+    # numpy would turn "0.9" and True into numbers, and True == 1 would find image 1.
+    typed = columnar or (n and hasattr(predictions[0], "__struct_fields__"))
+    if not typed:
+        _check_types(pcols["image_id"], _ID_TYPES, "image_id {!r} is not an integer or a string", pred_path, labels)
+        _check_types(pcols["score"], _NUMBER_TYPES, "score {!r} is not a number", pred_path, labels)
     d_img = _image_index(pcols["image_id"], img_ids)
     if d_img is None:
         ids_l = list(pcols["image_id"])
         k = next(k for k, i in enumerate(ids_l) if i not in idx)
         raise PredictionError(f"unknown image id {ids_l[k]!r} (not in the ground truth)", pred_path,
                               labels[k]) from None
-    try:
-        scores = np.asarray(pcols["score"], np.float64) if n else np.zeros(0)
-        if scores.ndim != 1:
-            raise TypeError
-    except (TypeError, ValueError):
-        k = next(k for k, s in enumerate(pcols["score"]) if isinstance(s, bool) or not isinstance(s, (int, float)))
-        raise PredictionError(f"score {pcols['score'][k]!r} is not a number", pred_path, labels[k]) from None
+    scores = np.asarray(pcols["score"], np.float64) if n else np.zeros(0)
     badk = np.flatnonzero(~np.isfinite(scores) | (scores < 0))
     if badk.size:
         k = int(badk[0])
@@ -323,7 +324,9 @@ def prepare(
             seg = _plain(pcols["segmentation"][k])
             h, w = int(heights[im]), int(widths[im])
             if not isinstance(seg, dict) or "counts" not in seg or "size" not in seg:
-                raise PredictionError("segmentation must be a COCO RLE {size, counts}", pred_path, lab)
+                what = "polygons" if isinstance(seg, list) else f"a JSON {type(seg).__name__}"
+                raise PredictionError(f"segmentation must be a COCO RLE {{size, counts}} (pycocotools' results "
+                                      f"format), got {what}", pred_path, lab)
             if list(seg["size"]) != [h, w]:
                 raise PredictionError(f"RLE size {seg['size']} differs from the image size [{h}, {w}]", pred_path,
                                       f"{lab} (image {img_ids[im]!r})")
@@ -365,6 +368,23 @@ def _gt_columns(cols, img_ids, heights, widths, n_img, gt_path):
                            f"annotation id {int(gids[k])} (image {img_ids[g_img[k]]!r})")
     return (cols.buf, cols.off[:-1][g_order], cols.off[1:][g_order], g_img, cols.area[g_order],
             cols.iscrowd[g_order], gids)
+
+
+_ID_TYPES = (int, str, np.integer)
+_NUMBER_TYPES = (int, float, np.integer, np.floating)
+
+
+def _check_types(values: Sequence, allowed: tuple, text: str, path, labels) -> None:
+    """Every value an instance of ``allowed`` and none a bool (a bool is an int to Python, not to
+    JSON); else the first offender, named. One pass over the distinct types in the common case."""
+    kinds = set(map(type, values))
+    if kinds <= {int, float, str} and all(issubclass(t, allowed) for t in kinds):
+        return
+    ok = {t: issubclass(t, allowed) and not issubclass(t, (bool, np.bool_)) for t in kinds}
+    if all(ok.values()):
+        return
+    k = next(k for k, v in enumerate(values) if not ok[type(v)])
+    raise PredictionError(text.format(values[k]), path, labels[k])
 
 
 def _image_index(ids: list, img_ids: list) -> np.ndarray | None:

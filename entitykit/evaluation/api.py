@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import EntityKitError, PredictionError
+from ..errors import DatasetError, EntityKitError, PredictionError
 from . import ape
 from .overlap import OVERLAP_MODES, describe_overlap, resolve_overlaps
 from .predictions import load_gt, load_predictions
@@ -80,7 +80,9 @@ def evaluate(
     gt: path to an entity dataset JSON or a COCO panoptic JSON (PNG folder: ``gt_png_dir`` or the
         folder named like the JSON), a parsed dict, or an ``EntityDataset``.
     pred: entitykit predictions (folder or its predictions.json), a COCO results JSON (path or
-        list of dicts), or COCO panoptic predictions (JSON; PNG folder as for gt).
+        list of dicts; or a COCO dict whose annotations carry a score, scored as that list), or COCO
+        panoptic predictions (JSON; PNG folder as for gt). What a file is is decided from its
+        content (``formats.sniff``); anything else is refused with what it looks like.
     overlap: "error" (default: overlapping predictions are refused — APe's definition),
         "resolve" (highest score owns each contested pixel), "allow" (overlap-tolerant APm).
     max_dets: detections per image kept (by score) before matching; COCO's 100 by default.
@@ -125,7 +127,8 @@ def _evaluate(gt, pred, gt_png_dir, pred_png_dir, pred_format, overlap, max_dets
 
     t1 = time.perf_counter()
     allow = overlap == "allow"
-    per = ape.evaluate_all(inp, max_dets=max_dets, allow_overlap=allow, workers=workers)
+    per = _naming_files(g.path, p.path, ape.evaluate_all, inp, max_dets=max_dets, allow_overlap=allow,
+                        workers=workers)
     flagged = np.flatnonzero(per.img_flags & 1)
     overlap_info: dict = {"mode": overlap, "images_with_overlap": int(flagged.size)}
     if flagged.size and overlap == "error":
@@ -141,7 +144,8 @@ def _evaluate(gt, pred, gt_png_dir, pred_png_dir, pred_format, overlap, max_dets
         rep = resolve_overlaps(inp, flagged)
         overlap_info.update(predictions_changed=rep.predictions_changed,
                             predictions_removed=rep.predictions_emptied, pixels_reassigned=rep.pixels_reassigned)
-        per = ape.evaluate_all(inp, max_dets=max_dets, allow_overlap=False, workers=workers)
+        per = _naming_files(g.path, p.path, ape.evaluate_all, inp, max_dets=max_dets, allow_overlap=False,
+                            workers=workers)
     elif overlap == "resolve":
         overlap_info.update(predictions_changed=0, predictions_removed=0, pixels_reassigned=0)
     gt_overlap = int(np.count_nonzero(per.img_flags & 2))
@@ -207,6 +211,20 @@ def _evaluate(gt, pred, gt_png_dir, pred_png_dir, pred_format, overlap, max_dets
               "predictions": inp.n_dt, "predictions_scored": int(kept.sum())}
     return EvalResult(stats, ape.stat_names(max_dets), acc.precision, acc.recall, acc.scores, options, counts,
                       pq_all, srcs, pi, overlap_info, warnings, timings)
+
+
+def _naming_files(gt_path, pred_path, fn, *args, **kwargs):
+    """``fn(...)``, its errors given the file they are about (the kernel knows items, not files)."""
+    try:
+        return fn(*args, **kwargs)
+    except PredictionError as e:
+        if e.path is None and pred_path:
+            raise PredictionError(e.problem, pred_path, e.item) from None
+        raise
+    except DatasetError as e:
+        if e.path is None and gt_path:
+            raise DatasetError(e.problem, gt_path, e.item) from None
+        raise
 
 
 def _realias(it, ids: set, alias: dict):

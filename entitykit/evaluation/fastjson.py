@@ -43,10 +43,12 @@ if msgspec is not None:
     class EntityFile(msgspec.Struct):
         images: list[Image]
         annotations: list[Annotation]
+        categories: Optional[list] = None  # formats.sniff tells an entity dataset from COCO instances by it
 
     class EntityFileRaw(msgspec.Struct):
         images: list[Image]
         annotations: msgspec.Raw  # left as JSON text for the compiled reader
+        categories: Optional[list] = None
 
     _results = msgspec.json.Decoder(list[Result])
     _entities = msgspec.json.Decoder(EntityFile)
@@ -86,7 +88,7 @@ def entity_file(raw: bytes):
 
     cols = _scan.annotations(head.annotations) if _USE_SCAN else None
     if cols is not None:
-        return _Entities(head.images, cols)
+        return _Entities(head.images, cols, head.categories)
     try:
         return _entities.decode(raw)
     except (msgspec.ValidationError, msgspec.DecodeError):
@@ -94,6 +96,7 @@ def entity_file(raw: bytes):
 
 
 class _Entities:
-    def __init__(self, images, annotations):
+    def __init__(self, images, annotations, categories=None):
         self.images = images
         self.annotations = annotations
+        self.categories = categories

@@ -8,13 +8,19 @@ Prediction formats (see docs/prediction-format.md):
 
 - ``entitykit``: a folder with ``predictions.json`` ({"format": "entitykit-predictions", ...})
   and one id-map PNG per image: the paper's P (0 = no entity) and S (a score per id).
-- ``coco``: a COCO results JSON list ``[{image_id, segmentation (RLE), score, ...}]``;
-  ``category_id`` and ``bbox`` are ignored (class-agnostic, mask area for the size buckets).
+- ``coco``: a COCO results JSON list ``[{image_id, segmentation (RLE), score, ...}]``, or a
+  COCO-instances-shaped dict ``{images, annotations: [that list], categories}`` (scored exactly as
+  its annotations list); ``category_id`` and ``bbox`` are ignored (class-agnostic, mask area for
+  the size buckets).
 - ``panoptic``: COCO panoptic predictions (JSON + PNG folder); ``segments_info[].score`` is used
   when present. Rule when scores are missing: when NO segment of the file has a score, every
   segment scores 1.0, so the ranking is the file order (images by id, segments in
   ``segments_info`` order; pycocotools' stable sort); a file where only some segments have a
   score is refused.
+
+What a file is is decided from its content by ``formats.sniff`` (the one owner of that question);
+a file that is none of these gets ``formats.diagnose``'s one line: what it looks like, what is
+accepted and the command that converts it, where one exists.
 """
 
 from __future__ import annotations
@@ -25,12 +31,11 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DatasetError, PredictionError
-from ..fileio import read_json
+from ..errors import DatasetError, PredictionError, describe_failure
 from ..masks import encode_id_map, read_id_map_png
-from . import fastjson
-
-ENTITYKIT_FORMAT = "entitykit-predictions"
+from ..prediction_format import PREDICTIONS_FORMAT as ENTITYKIT_FORMAT
+from ..prediction_format import PREDICTIONS_FORMAT_VERSION
+from . import formats
 FORMATS = ("auto", "entitykit", "coco", "panoptic")
 MISSING_SCORE = 1.0
 
@@ -57,12 +62,32 @@ class LoadedGT:
 # Ground truth
 
 
-def _is_panoptic(d: Any) -> bool:
-    return isinstance(d, dict) and bool(d.get("annotations")) and "segments_info" in d["annotations"][0]
-
-
 def _default_png_dir(json_path: Path) -> Path:
     return json_path.with_suffix("")
+
+
+def _read_png(png: Path, item: str, err) -> np.ndarray:
+    """An id-map / panoptic PNG; any failure is one line naming the PNG and the image it belongs to."""
+    try:
+        return read_id_map_png(png)
+    except Exception as e:  # noqa: BLE001  (a user-caused failure gets the item; a bug propagates)
+        text = describe_failure(e)
+        if text is None:
+            raise
+        problem = getattr(e, "problem", None) or text
+        raise err(problem, getattr(e, "path", None) or png, getattr(e, "item", None) or item) from None
+
+
+def _inside(root: Path, name: str) -> Path | None:
+    """root / name when it stays inside root (no absolute path, no way out with '..'), else None."""
+    if Path(name).is_absolute():
+        return None
+    path = root / name
+    try:
+        path.resolve().relative_to(root.resolve())
+    except ValueError:
+        return None
+    return path
 
 
 def panoptic_entities(
@@ -79,25 +104,45 @@ def panoptic_entities(
     out_anns = []
     aid = 0
     for k, ann in enumerate(data.get("annotations") or []):
+        if not isinstance(ann, dict) or not isinstance(ann.get("segments_info"), list):
+            raise err("not a panoptic annotation (an object with image_id, file_name and a segments_info list)",
+                      json_path, f"annotations[{k}]")
         iid = ann.get("image_id")
-        if iid not in by_id:
+        if isinstance(iid, (bool, list, dict, float)) or iid not in by_id:
             raise err(f"unknown image id {iid!r}", json_path, f"annotations[{k}]")
         im = by_id[iid]
-        png = png_dir / ann.get("file_name", "")
-        id_map = read_id_map_png(png)
-        if id_map.shape != (im["height"], im["width"]):
-            raise err(f"PNG is {id_map.shape[1]}×{id_map.shape[0]} but image {iid!r} is {im['width']}×{im['height']}",
-                      png)
-        segs = ann.get("segments_info") or []
-        seg_ids = [s["id"] for s in segs]
+        segs = ann["segments_info"]
+        seg_ids = []
+        for j, s in enumerate(segs):
+            # the converter's rule (convert/coco_panoptic.py): 0 is "no segment" in a panoptic PNG
+            sid = s.get("id") if isinstance(s, dict) else None
+            if not isinstance(sid, int) or isinstance(sid, bool) or sid <= 0:
+                raise err(f"segment with invalid id {sid!r} (must be a positive integer; 0 is 'no segment' in a "
+                          "panoptic PNG)", json_path, f"image {iid!r}, segments_info[{j}]")
+            seg_ids.append(sid)
         if len(set(seg_ids)) != len(seg_ids):
             dup = next(s for i, s in enumerate(seg_ids) if s in seg_ids[:i])
             raise err(f"duplicate segment id {dup}", json_path, f"image {iid!r}")
+        name = ann.get("file_name")
+        if not isinstance(name, str) or not name:
+            name = Path(str(im.get("file_name", iid))).with_suffix(".png").name  # the converter's fallback
+        png = _inside(png_dir, name)
+        if png is None:
+            raise err(f"file_name {name!r} leaves the PNG folder {png_dir}", json_path, f"annotations[{k}] (image {iid!r})")
+        if not png.exists():  # the JSON entry names a missing file: name both
+            raise err(f"panoptic PNG {png} not found (file_name {name!r})", json_path,
+                      f"annotations[{k}] (image {iid!r})")
+        id_map = _read_png(png, f"image {iid!r}", err)
+        if id_map.shape != (im["height"], im["width"]):
+            raise err(f"PNG is {id_map.shape[1]}×{id_map.shape[0]} but image {iid!r} is {im['width']}×{im['height']}",
+                      png, f"image {iid!r}")
         ids, rles, areas = encode_id_map(id_map)
         rle_of = dict(zip(ids.tolist(), rles))
-        unknown = sorted(set(ids.tolist()) - set(seg_ids))
+        area_of = dict(zip(ids.tolist(), areas.tolist()))
+        unknown = sorted(set(rle_of) - set(seg_ids))
         if unknown:
-            raise err(f"PNG has segment id {unknown[0]} with no segments_info entry", png, f"image {iid!r}")
+            raise err(f"segment id {unknown[0]} is in the PNG {png} but has no segments_info entry", json_path,
+                      f"annotations[{k}] (image {iid!r})")
         for s in segs:
             rle = rle_of.get(s["id"])
             if rle is None:
@@ -106,7 +151,7 @@ def panoptic_entities(
                 continue
             aid += 1
             a = {"id": aid, "image_id": im["id"], "category_id": 1, "segmentation": rle,
-                 "area": int(areas[ids.tolist().index(s["id"])]), "iscrowd": 1 if s.get("iscrowd") else 0,
+                 "area": int(area_of[s["id"]]), "iscrowd": 1 if s.get("iscrowd") else 0,
                  "_segment_id": s["id"]}
             if "score" in s:
                 a["score"] = s["score"]
@@ -119,36 +164,30 @@ def load_gt(gt: Any, *, gt_png_dir: str | Path | None = None, crowd: str = "void
     if hasattr(gt, "images") and hasattr(gt, "annotations"):
         where = getattr(gt, "path", None)
         return LoadedGT(list(gt.images), list(gt.annotations), "entity", str(where) if where else None)
-    if isinstance(gt, dict):
-        data, path = gt, None
-    else:
-        path = Path(gt)
-        fast = fastjson.entity_file(fastjson.read_bytes(path)) if path.is_file() else None
-        if fast is not None:
-            return LoadedGT(fast.images, fast.annotations, "entity", str(path))
-        data = read_json(path, "ground-truth JSON")
-    if not isinstance(data, dict) or "images" not in data or "annotations" not in data:
-        raise DatasetError("not an entity dataset or COCO panoptic JSON (needs 'images' and 'annotations')", path)
-    if _is_panoptic(data):
-        png_dir = Path(gt_png_dir) if gt_png_dir else (_default_png_dir(path) if path else None)
-        if png_dir is None or not png_dir.is_dir():
-            raise DatasetError(f"COCO panoptic ground truth needs its PNG folder (looked for {png_dir})", path)
-        try:
-            from ..convert.coco_panoptic import convert_coco_panoptic  # the converter's rules
-        except ImportError:
-            images, anns = panoptic_entities(data, png_dir, path, crowd=crowd)
-            return LoadedGT(images, anns, "coco-panoptic", str(path) if path else None)
-        ds = convert_coco_panoptic(path, png_dir, crowd=crowd)
-        return LoadedGT(list(ds.images), list(ds.annotations), "coco-panoptic", str(path) if path else None)
-    if path is not None:
-        try:
-            from ..dataset import EntityDataset
-        except ImportError:
-            EntityDataset = None  # noqa: N806
-        if EntityDataset is not None:
-            ds = EntityDataset.load(path)
-            return LoadedGT(list(ds.images), list(ds.annotations), "entity", str(path))
-    return LoadedGT(data["images"], data["annotations"], "entity", str(path) if path else None)
+    kind = formats.sniff(gt, role="gt")  # a path: read once (the fast reader first), never parsed twice
+    path, data = kind.path, kind.data
+    if kind.kind == formats.ENTITY:
+        return LoadedGT(data.images if hasattr(data, "images") else data["images"],
+                        data.annotations if hasattr(data, "annotations") else data["annotations"],
+                        "entity", str(path) if path else None)
+    if kind.kind != formats.PANOPTIC:
+        raise formats.refuse(kind, "gt")
+    png_dir = Path(gt_png_dir) if gt_png_dir else (_default_png_dir(path) if path else None)
+    if png_dir is None or not png_dir.is_dir():
+        looked = f"looked for {png_dir}" if png_dir else "an in-memory dict has none by default"
+        raise DatasetError(
+            f"COCO panoptic ground truth needs its PNG folder ({looked}); give it with --gt-png-dir DIR, "
+            f"or convert it once: entitykit convert coco-panoptic {path or 'FILE'} PNG_DIR "
+            "-o entities.json", path)
+    try:
+        from ..convert.coco_panoptic import convert_coco_panoptic  # the converter's rules
+    except ImportError:
+        convert_coco_panoptic = None
+    if convert_coco_panoptic is None or path is None:
+        images, anns = panoptic_entities(data, png_dir, path, crowd=crowd)
+        return LoadedGT(images, anns, "coco-panoptic", str(path) if path else None)
+    ds = convert_coco_panoptic(path, png_dir, crowd=crowd)
+    return LoadedGT(list(ds.images), list(ds.annotations), "coco-panoptic", str(path))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -168,70 +207,64 @@ def _image_dicts(images: list) -> list:
 
 
 def detect_format(pred: Any) -> tuple[str, Any, Path | None]:
-    """(format, parsed JSON or None, JSON path)."""
-    if isinstance(pred, list):
-        return "coco", pred, None
-    p = Path(pred)
-    if p.is_file() and p.suffix != ".png":
-        from . import _scan  # numba: imported on first use only
-
-        raw = fastjson.read_bytes(p)
-        fast = _scan.coco_results(raw)  # compiled reader: arrays, no object per prediction
-        if fast is None:
-            fast = fastjson.coco_results(raw)  # typed records
-        if fast is not None:
-            return "coco", fast, p
-    if p.is_dir():
-        j = p / "predictions.json"
-        if j.exists():
-            return "entitykit", read_json(j, "predictions JSON"), j
-        raise PredictionError("folder has no predictions.json (entitykit prediction format)", p)
-    data = read_json(p, "predictions JSON")
-    if isinstance(data, list):
-        return "coco", data, p
-    if isinstance(data, dict) and data.get("format") == ENTITYKIT_FORMAT:
-        return "entitykit", data, p
-    if _is_panoptic(data) or (isinstance(data, dict) and "annotations" in data and "images" in data):
-        return "panoptic", data, p
-    raise PredictionError(
-        "cannot tell the prediction format: expected a COCO results list, an entitykit predictions.json "
-        f"(format: {ENTITYKIT_FORMAT!r}) or COCO panoptic JSON", p)
+    """(format, parsed JSON / fast reader's records or None, JSON path). What the file is is
+    decided by ``formats.sniff``; a file that is no prediction format gets its diagnosis."""
+    kind = formats.sniff(pred, role="pred")
+    if kind.fmt is None:
+        raise formats.refuse(kind, "pred")
+    data = kind.data
+    if kind.kind == formats.COCO_RESULTS_DICT:
+        data = data["annotations"]  # scored exactly as the same list
+    return kind.fmt, data, kind.path
 
 
 def load_predictions(pred: Any, gt_images: list, *, fmt: str = "auto", pred_png_dir: str | Path | None = None
                      ) -> LoadedPredictions:
     if fmt not in FORMATS:
         raise PredictionError(f"unknown prediction format {fmt!r}; choose one of {FORMATS}")
-    found, data, path = detect_format(pred)
+    kind = formats.sniff(pred, role="pred")
+    found = kind.fmt
+    if found is None:
+        raise formats.refuse(kind, "pred")
+    data, path = kind.data, kind.path
     if fmt != "auto" and fmt != found:
-        raise PredictionError(f"file looks like {found!r} predictions, not {fmt!r}", path)
+        raise PredictionError(f"--format {fmt} given, but the file is {kind.description} ({found!r} predictions)",
+                              path)
     spath = str(path) if path else None
+    from .ape import IndexLabels
+
+    if kind.kind == formats.COCO_RESULTS_DICT:  # scored exactly as its annotations list would be
+        return LoadedPredictions(data["annotations"], IndexLabels("annotations"), "coco", spath)
     if found == "coco":
-        items = data
-        if hasattr(items, "buf"):  # _scan.ResultColumns
-            from .ape import IndexLabels
-
-            return LoadedPredictions(items, IndexLabels("result"), "coco", spath)
-        if items and not isinstance(items[0], dict) and not hasattr(items[0], "__struct_fields__"):
-            raise PredictionError("COCO results must be a list of objects", path)
-        from .ape import IndexLabels
-
-        return LoadedPredictions(items, IndexLabels("result"), "coco", spath)
+        return LoadedPredictions(data, IndexLabels("result"), "coco", spath)
     images = {im["id"]: im for im in _image_dicts(gt_images)}
     # converted datasets renumber string image ids (Cityscapes) and keep the original as source_id
     images.update({im["source_id"]: im for im in list(images.values()) if "source_id" in im})
     if found == "entitykit":
+        if path is None:
+            raise PredictionError("entitykit predictions are read from their folder (the id maps live there); "
+                                  "pass the folder or its predictions.json, not a parsed dict")
         return _load_entitykit(data, path, images)
-    png_dir = Path(pred_png_dir) if pred_png_dir else _default_png_dir(path)
-    if not png_dir.is_dir():
-        raise PredictionError(f"COCO panoptic predictions need their PNG folder (looked for {png_dir})", path)
+    png_dir = Path(pred_png_dir) if pred_png_dir else (_default_png_dir(path) if path else None)
+    if png_dir is None or not png_dir.is_dir():
+        segs = [s for a in data["annotations"] if isinstance(a, dict) for s in a.get("segments_info") or []]
+        gt_tip = ""
+        if not any(isinstance(s, dict) and "score" in s for s in segs):
+            gt_tip = (f"; no segment has a score: if this is panoptic ground truth, pass it as GT, or convert it "
+                      f"once: entitykit convert coco-panoptic {path or 'FILE'} PNG_DIR -o entities.json")
+        looked = f"looked for {png_dir}, not found" if png_dir else "an in-memory dict has none by default"
+        raise PredictionError(
+            f"{kind.description} needs its PNG folder ({looked}); give it with --pred-png-dir DIR{gt_tip}", path)
     # image metadata: the prediction file's own images if present, else the ground truth's
     anns = data.get("annotations") or []
     for k, a in enumerate(anns):
-        if a.get("image_id") not in images:
+        if not isinstance(a, dict) or not isinstance(a.get("segments_info"), list):
+            raise PredictionError("not a panoptic annotation (an object with image_id, file_name and a "
+                                  "segments_info list)", path, f"annotations[{k}]")
+        if isinstance(a.get("image_id"), (bool, list, dict, float)) or a.get("image_id") not in images:
             raise PredictionError(f"unknown image id {a.get('image_id')!r} (not in the ground truth)", path,
                                   f"annotations[{k}]")
-    with_score = sum(1 for a in anns for s in a.get("segments_info") or [] if "score" in s)
+    with_score = sum(1 for a in anns for s in a["segments_info"] if isinstance(s, dict) and "score" in s)
     total = sum(len(a.get("segments_info") or []) for a in anns)
     warnings = []
     if 0 < with_score < total:
@@ -256,6 +289,10 @@ def _load_entitykit(data: dict, path: Path, images: dict) -> LoadedPredictions:
     if not isinstance(data, dict) or data.get("format") != ENTITYKIT_FORMAT:
         raise PredictionError(f"not an entitykit predictions file (format must be {ENTITYKIT_FORMAT!r})", path)
     root = path.parent
+    version = data.get("version", PREDICTIONS_FORMAT_VERSION)
+    if version != PREDICTIONS_FORMAT_VERSION or isinstance(version, bool):
+        raise PredictionError(f"version {version!r} is not supported (this entitykit reads version "
+                              f"{PREDICTIONS_FORMAT_VERSION})", path, "version")
     recs = data.get("images")
     if not isinstance(recs, list):
         raise PredictionError("'images' must be a list", path)
@@ -263,8 +300,12 @@ def _load_entitykit(data: dict, path: Path, images: dict) -> LoadedPredictions:
     seen_images: set = set()
     dropped = 0
     for k, rec in enumerate(recs):
+        if not isinstance(rec, dict):
+            raise PredictionError("not an object {image_id, file_name, segments}", path, f"images[{k}]")
         iid = rec.get("image_id")
         where = f"images[{k}] (image {iid!r})"
+        if isinstance(iid, (bool, float, list, dict)) or iid is None:
+            raise PredictionError(f"image_id {iid!r} is not an integer or a string", path, f"images[{k}]")
         if iid not in images:
             raise PredictionError(f"unknown image id {iid!r} (not in the ground truth)", path, f"images[{k}]")
         if iid in seen_images:
@@ -281,19 +322,31 @@ def _load_entitykit(data: dict, path: Path, images: dict) -> LoadedPredictions:
                 raise PredictionError(f"segment id {sid!r} is not an integer >= 1", path, where)
             if sid in scores:
                 raise PredictionError(f"duplicate segment id {sid}", path, where)
-            scores[sid] = s.get("score")
+            if "score" not in s:
+                raise PredictionError(f"segment id {sid} has no 'score'", path, where)
+            scores[sid] = s["score"]  # its type and value: ape.prepare, the one check for every format
             ids.append(sid)
         im = images[iid]
-        png = root / rec.get("file_name", "")
-        id_map = read_id_map_png(png)
+        name = rec.get("file_name")
+        if not isinstance(name, str) or not name:
+            raise PredictionError(f"file_name {name!r} must name the id-map PNG", path, where)
+        png = _inside(root, name)
+        if png is None:
+            raise PredictionError(f"file_name {name!r} leaves the predictions folder (id maps are named relative "
+                                  "to it)", path, where)
+        if not png.exists():  # the JSON entry names a missing file: name both
+            raise PredictionError(f"id-map PNG {png} not found (file_name {name!r})", path, where)
+        id_map = _read_png(png, f"image {iid!r}", PredictionError)
         if id_map.shape != (im["height"], im["width"]):
             raise PredictionError(
-                f"id map is {id_map.shape[1]}×{id_map.shape[0]} but image {iid!r} is {im['width']}×{im['height']}", png)
+                f"id map is {id_map.shape[1]}×{id_map.shape[0]} but image {iid!r} is {im['width']}×{im['height']}", png,
+                f"image {iid!r}")
         pids, rles, _ = encode_id_map(id_map)
         rle_of = dict(zip(pids.tolist(), rles))
         unknown = sorted(set(rle_of) - set(scores))
         if unknown:
-            raise PredictionError(f"id {unknown[0]} is in the id map but has no score", png, f"image {iid!r}")
+            raise PredictionError(f"id {unknown[0]} is in the id map {png} but has no segments entry (no score)",
+                                  path, where)
         for sid in ids:
             if sid not in rle_of:
                 dropped += 1
