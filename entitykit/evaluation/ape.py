@@ -482,15 +482,25 @@ def evaluate_all(inp: EvalInputs, *, max_dets: int = 100, allow_overlap: bool = 
         step = max(16, n_img // (n_threads * 8))
         with ThreadPoolExecutor(n_threads) as ex:
             list(ex.map(lambda lo: K.evaluate_images(lo, min(lo + step, n_img), *args), range(0, n_img, step)))
+    # The kernel checks every RLE's runs as it decodes (the rule of ``entitykit.masks.runs_problem``, at no
+    # extra pass); the message of a flagged one comes from that owner.
     if g_status.any():
         k = int(np.flatnonzero(g_status)[0])
-        why = "malformed RLE counts" if g_status[k] == K.RLE_MALFORMED else "RLE counts do not add up to height × width"
-        raise DatasetError(why, None, f"annotation id {inp.g_ids[k]} (image {inp.img_ids[inp.g_img[k]]!r})")
+        i = int(inp.g_img[k])
+        why = _runs_message(inp.g_buf[inp.g_s[k] : inp.g_e[k]].tobytes(), int(inp.heights[i]), int(inp.widths[i]))
+        raise DatasetError(why, None, f"annotation id {inp.g_ids[k]} (image {inp.img_ids[i]!r})")
     if d_status.any():
         k = int(np.flatnonzero(d_status)[0])
-        why = "malformed RLE counts" if d_status[k] == K.RLE_MALFORMED else "RLE counts do not add up to height × width"
-        raise PredictionError(why, None, f"{inp.d_label(k)} (image {inp.img_ids[inp.d_img[k]]!r})")
+        i = int(inp.d_img[k])
+        why = _runs_message(inp.d_counts(k), int(inp.heights[i]), int(inp.widths[i]))
+        raise PredictionError(why, None, f"{inp.d_label(k)} (image {inp.img_ids[i]!r})")
     return out
+
+
+def _runs_message(counts: bytes, height: int, width: int) -> str:
+    from ..masks import runs_problem  # noqa: PLC0415
+
+    return runs_problem(counts, height, width) or "malformed RLE counts"
 
 
 # ---------------------------------------------------------------------------------------------
