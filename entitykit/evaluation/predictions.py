@@ -159,6 +159,31 @@ def panoptic_entities(
     return images, out_anns
 
 
+# what the scorer reads of a GT entry (pycocotools' segm evaluation needs no file_name, bbox or category)
+GT_IMAGE_KEYS = ("id", "height", "width")
+GT_ANNOTATION_KEYS = ("id", "image_id", "segmentation", "area")
+
+
+def _check_gt_entries(data: dict, path: Path | None) -> None:
+    """Every image and annotation entry against the dataset layer's per-entry rules (``entitykit.dataset``:
+    the words of ``entitykit check``), with the keys the scorer reads; all problems (up to 50) at once."""
+    from ..dataset import annotation_entry_problem, image_entry_problem  # noqa: PLC0415
+    from ..errors import raise_problems  # noqa: PLC0415
+
+    problems: list[DatasetError] = []
+    for i, img in enumerate(data["images"]):
+        why = image_entry_problem(img, required=GT_IMAGE_KEYS)
+        if why:
+            problems.append(DatasetError(why, path, f"images[{i}]"))
+    for j, ann in enumerate(data["annotations"]):
+        why = annotation_entry_problem(ann, integer_ids=False, required=GT_ANNOTATION_KEYS)
+        if why:
+            problems.append(DatasetError(why, path, f"annotations[{j}]"))
+        if len(problems) >= 50:
+            break
+    raise_problems(problems)
+
+
 def load_gt(gt: Any, *, gt_png_dir: str | Path | None = None, crowd: str = "void") -> LoadedGT:
     """An entity dataset (path, dict or object with .images/.annotations) or COCO panoptic JSON."""
     if hasattr(gt, "images") and hasattr(gt, "annotations"):
@@ -167,9 +192,10 @@ def load_gt(gt: Any, *, gt_png_dir: str | Path | None = None, crowd: str = "void
     kind = formats.sniff(gt, role="gt")  # a path: read once (the fast reader first), never parsed twice
     path, data = kind.path, kind.data
     if kind.kind == formats.ENTITY:
-        return LoadedGT(data.images if hasattr(data, "images") else data["images"],
-                        data.annotations if hasattr(data, "annotations") else data["annotations"],
-                        "entity", str(path) if path else None)
+        if hasattr(data, "images"):  # the typed fast reader: fields already have their JSON types
+            return LoadedGT(data.images, data.annotations, "entity", str(path) if path else None)
+        _check_gt_entries(data, path)  # what the typed reader declined: the dataset layer's entry rules
+        return LoadedGT(data["images"], data["annotations"], "entity", str(path) if path else None)
     if kind.kind != formats.PANOPTIC:
         raise formats.refuse(kind, "gt")
     png_dir = Path(gt_png_dir) if gt_png_dir else (_default_png_dir(path) if path else None)
