@@ -119,9 +119,9 @@ class Rules:
         elif ann["id"] in self.ann_ids:
             self.problem(item, "duplicate annotation id")
         self.ann_ids.add(ann["id"])
-        if ann["category_id"] != 1:
+        if ann["category_id"] != 1 or isinstance(ann["category_id"], bool):
             self.problem(item, f"category_id is {ann['category_id']!r}; entities use category 1")
-        if ann["iscrowd"] not in (0, 1):
+        if ann["iscrowd"] not in (0, 1) or isinstance(ann["iscrowd"], bool):
             self.problem(item, f"iscrowd must be 0 or 1, got {ann['iscrowd']!r}")
         img = self.images.get(ann["image_id"])
         if img is None:
@@ -133,6 +133,9 @@ class Rules:
             return None
         if not isinstance(seg["counts"], str):
             self.problem(item, "RLE counts must be a compressed string (uncompressed lists: convert with entitykit)")
+            return None
+        if not seg["counts"].isascii():
+            self.problem(item, "RLE counts contain non-ASCII characters: corrupt or not COCO RLE")
             return None
         if not isinstance(seg["size"], list) or list(seg["size"]) != [img["height"], img["width"]]:
             self.problem(item, f"RLE size {seg['size']!r} differs from the image's [height, width] "

@@ -38,16 +38,19 @@ def is_id(v: Any, *, integer: bool = True) -> bool:
     return _whole(v) or (not integer and isinstance(v, str) and bool(v))
 
 
-def image_entry_problem(img: Any, *, integer_id: bool = False) -> str | None:
-    """What is wrong with one ``images[]`` entry's keys and types, or None (the per-image schema rule)."""
+def image_entry_problem(img: Any, *, integer_id: bool = False, required: tuple[str, ...] = IMAGE_KEYS) -> str | None:
+    """What is wrong with one ``images[]`` entry's keys and types, or None (the per-image schema rule).
+
+    ``required``: the keys that must be present (the scorer needs no ``file_name``); a key that is
+    present is type-checked either way."""
     if not isinstance(img, dict):
-        return f"must be an object with keys {', '.join(IMAGE_KEYS)}, got {type(img).__name__}"
-    missing = [k for k in IMAGE_KEYS if k not in img]
+        return f"must be an object with keys {', '.join(required)}, got {type(img).__name__}"
+    missing = [k for k in required if k not in img]
     if missing:
         return f"missing keys: {', '.join(missing)}"
     if not is_id(img["id"], integer=integer_id):
         return f"image id must be {'an integer' if integer_id else 'an integer or a string'}, got {img['id']!r}"
-    if not isinstance(img["file_name"], str) or not img["file_name"] or "\0" in img["file_name"]:
+    if "file_name" in img and (not isinstance(img["file_name"], str) or not img["file_name"] or "\0" in img["file_name"]):
         return f"file_name must be a non-empty string, got {img['file_name']!r}"
     h, w = img["height"], img["width"]
     if not (_whole(h) and _whole(w) and h > 0 and w > 0):
@@ -55,21 +58,34 @@ def image_entry_problem(img: Any, *, integer_id: bool = False) -> str | None:
     return None
 
 
-def annotation_entry_problem(ann: Any) -> str | None:
-    """What is wrong with one ``annotations[]`` entry's keys and value types, or None."""
+def annotation_entry_problem(ann: Any, *, integer_ids: bool = True,
+                             required: tuple[str, ...] = ANNOTATION_KEYS) -> str | None:
+    """What is wrong with one ``annotations[]`` entry's keys and value types, or None.
+
+    ``required`` as for :func:`image_entry_problem` (the scorer needs no ``bbox``); ``integer_ids``:
+    False lets ``image_id`` be a string too (COCO tools accept string image ids)."""
     if not isinstance(ann, dict):
-        return f"must be an object with keys {', '.join(ANNOTATION_KEYS)}, got {type(ann).__name__}"
-    missing = [k for k in ANNOTATION_KEYS if k not in ann]
+        return f"must be an object with keys {', '.join(required)}, got {type(ann).__name__}"
+    missing = [k for k in required if k not in ann]
     if missing:
         return f"missing keys: {', '.join(missing)}"
     if not is_id(ann["id"]):
         return f"annotation id must be an integer, got {ann['id']!r}"
-    if not is_id(ann["image_id"]):
-        return f"image_id must be an integer, got {ann['image_id']!r}"
-    area = ann["area"]
-    if not isinstance(area, (int, float, np.integer, np.floating)) or isinstance(area, bool) or not np.isfinite(area):
-        return f"area must be a finite number, got {area!r}"
+    if not is_id(ann["image_id"], integer=integer_ids):
+        return f"image_id must be {'an integer' if integer_ids else 'an integer or a string'}, got {ann['image_id']!r}"
+    if "area" in ann and not _finite(ann["area"]):
+        return f"area must be a finite number, got {ann['area']!r}"
+    if "bbox" in ann:
+        bbox = ann["bbox"]
+        if not (isinstance(bbox, (list, tuple)) and len(bbox) == 4 and all(_finite(v) for v in bbox)):
+            return f"bbox must be [x, y, width, height] as 4 finite numbers, got {bbox!r}"
+    if "iscrowd" in ann and ann["iscrowd"] not in (0, 1) or isinstance(ann.get("iscrowd"), bool):
+        return f"iscrowd must be 0 or 1, got {ann['iscrowd']!r}"
     return None
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and bool(np.isfinite(v))
 
 
 class _Enough(Exception):
@@ -210,19 +226,32 @@ class EntityDataset:
     def paint(self, img: dict[str, Any], anns: list[dict[str, Any]]) -> np.ndarray:
         """``anns``' masks painted into one H×W int32 id map (value k = ``anns[k-1]``, 0 = none).
 
-        Raises :class:`DatasetError` naming the image when a mask's runs do not fit the image
-        (checked before anything is allocated) and when the image is over the pixel limit.
+        Raises :class:`DatasetError` naming the annotation when its mask is not an RLE of the
+        image's size whose runs cover it (checked before anything is allocated), naming the image
+        when it is over the pixel limit or when its masks overlap (an entity dataset's masks are
+        disjoint: painting them would silently give the overlap to one of them).
         """
         from .limits import check_pixels  # noqa: PLC0415
+        from .masks import runs_problem  # noqa: PLC0415
 
         where = str(self.path) if self.path is not None else "<dataset>"
-        check_pixels(img["height"], img["width"], where, f"image {img['id']!r}")
-        try:
-            id_map, _ = decode_to_id_map([a["segmentation"] for a in anns], range(1, len(anns) + 1),
-                                         img["height"], img["width"])
-        except (ValueError, TypeError, KeyError) as e:
-            raise DatasetError(f"cannot paint its masks: {e} (entitykit check names the annotation)", where,
-                               f"image {img['id']!r}") from None
+        h, w = img["height"], img["width"]
+        check_pixels(h, w, where, f"image {img['id']!r}")
+        for a in anns:
+            seg = a.get("segmentation") if isinstance(a, dict) else None
+            item = f"annotation {a.get('id')!r} (image {img['id']!r})" if isinstance(a, dict) else f"image {img['id']!r}"
+            if not (isinstance(seg, dict) and isinstance(seg.get("counts"), (str, bytes, list))):
+                raise DatasetError("segmentation must be a COCO RLE {size, counts}", where, item)
+            if not isinstance(seg.get("size"), (list, tuple)) or list(seg["size"]) != [h, w]:
+                raise DatasetError(f"RLE size {seg.get('size')!r} differs from the image's [height, width] [{h}, {w}]",
+                                   where, item)
+            why = runs_problem(seg["counts"], h, w)
+            if why:
+                raise DatasetError(why, where, item)
+        id_map, overlap = decode_to_id_map([a["segmentation"] for a in anns], range(1, len(anns) + 1), h, w)
+        if overlap:
+            raise DatasetError(f"masks overlap on {overlap} pixel(s); an entity dataset has disjoint masks "
+                               "(entitykit check names the annotations)", where, f"image {img['id']!r}")
         return id_map
 
     # ----------------------------------------------------------------------------- writing

@@ -46,9 +46,16 @@ def run_demo(
     """Run every stage; ``iterations=0`` stops after the data stages (no model)."""
     import time
 
+    from .fileio import check_output  # noqa: PLC0415
+    from .synth import check_synth_options  # noqa: PLC0415
+
+    for name, value, low in (("iterations", iterations, 0), ("train-images", train_images, 1),
+                             ("val-images", val_images, 1)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise EntityKitError(f"--{name} must be a whole number ≥ {low}, got {value!r}")
+    check_synth_options(train_images, height=height, width=width, segments=segments, seed=seed)
     out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
-        raise EntityKitError("demo folder exists and is not empty (use --overwrite)", out_dir)
+    check_output(out_dir, kind="folder", overwrite=overwrite)
     seconds: dict[str, float] = {}
     t = time.perf_counter()
     paths = {}
@@ -75,6 +82,10 @@ def run_demo(
     from .train import TrainConfig, train
 
     t = time.perf_counter()
+    if overwrite and (out_dir / "run").is_dir():  # --overwrite replaces the demo folder, its earlier run too
+        import shutil
+
+        shutil.rmtree(out_dir / "run")
     run = train(TrainConfig(train=[str(paths["train"])], output=str(out_dir / "run"), preset="tiny", max_iter=iterations,
                             batch_size=4, lr=2e-3, warmup_iters=min(20, iterations // 4), lr_steps=[int(iterations * 0.8)],
                             min_sizes=[height], max_size=width,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -14,6 +15,9 @@ from typing import Any
 from .errors import EntityKitError
 
 
+_ACTIVE: list[Path] = []  # temporary folders of the atomic writes in progress (nested writes go inside them)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path, *, overwrite: bool = True) -> Iterator[Path]:
     """Yield a temporary sibling of ``path``; rename it onto ``path`` only if the block succeeds.
@@ -23,26 +27,86 @@ def atomic_path(path: str | Path, *, overwrite: bool = True) -> Iterator[Path]:
     removed first.
     An existing directory at ``path`` is replaced only after the new one is complete, and only
     with ``overwrite`` (or when it is empty): a mistyped folder name must not delete a user's data.
+    A failure to write (a full disk, a read-only folder) is an :class:`EntityKitError` naming
+    ``path`` — the output the user asked for, not the temporary file it happened in.
     """
     path = Path(path)
     if not overwrite and path.is_dir() and any(path.iterdir()):
         raise EntityKitError("folder exists and is not empty (pass overwrite / --overwrite to replace it)", path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temporaries(path)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent))
-    target = tmp / "out"
+    why = parent_problem(path)
+    if why:
+        raise EntityKitError(why, path)
+    nested = any(t == path or t in path.parents for t in _ACTIVE)  # the outer write names its own output
+    tmp: Path | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temporaries(path)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent))
+        _ACTIVE.append(tmp)
+        target = tmp / "out"
         yield target
         if not target.exists():
             raise RuntimeError(f"nothing was written for {path}")
+        if path.is_dir() and not target.is_dir():
+            raise EntityKitError("is a folder; give a file name for the output", path)
+        if path.exists() and not path.is_dir() and target.is_dir():
+            raise EntityKitError("exists and is not a folder; give a folder for the output", path)
         if path.is_dir() and target.is_dir():
             old = tmp / "old"
             os.replace(path, old)
             os.replace(target, path)
         else:
             os.replace(target, path)
+    except OSError as e:
+        if nested or not _about_output(e, path, tmp):
+            raise
+        raise EntityKitError(f"cannot write it: {_os_words(e)}", path) from None
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            _ACTIVE.remove(tmp)
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}  # only writing causes these
+
+
+def _about_output(e: OSError, path: Path, tmp: Path | None) -> bool:
+    """Whether an OSError raised while writing ``path`` is about the output, not an input read meanwhile
+    (an unreadable image while packing keeps its own message, naming the image)."""
+    if e.errno in _WRITE_ERRNOS or e.filename is None:
+        return True
+    names = [os.path.abspath(str(n)) for n in (e.filename, e.filename2) if n is not None]
+    mine = [os.path.abspath(p) for p in (path, tmp, path.parent if tmp is None else None) if p is not None]
+    return any(n == m or n.startswith(m.rstrip("/") + "/") for n in names for m in mine)
+
+
+def _os_words(e: OSError) -> str:
+    from .errors import _OS_WORDS  # noqa: PLC0415
+
+    words = _OS_WORDS.get(e.errno or -1) or e.strerror or str(e) or type(e).__name__
+    return " ".join(str(words).split())
+
+
+def parent_problem(path: str | Path) -> str | None:
+    """Why the folders above ``path`` cannot hold it (the nearest existing one is a file), or None."""
+    for parent in Path(path).absolute().parents:
+        if parent.exists():
+            return None if parent.is_dir() else f"cannot create it: {parent} is a file, not a folder"
+        if parent.is_symlink():  # a dangling link: mkdir would fail on it
+            return f"cannot create it: {parent} is a broken symbolic link"
+    return None
+
+
+def _unwritable(path: Path) -> str | None:
+    """Why nothing can be created next to ``path`` (its nearest existing folder is read-only), or None."""
+    folder = next((p for p in Path(path).absolute().parents if p.exists()), None)
+    if folder is None or not folder.is_dir() or os.access(folder, os.W_OK | os.X_OK):
+        return None
+    try:
+        read_only = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):
+        read_only = False
+    return f"cannot write there: {folder} is {'on a read-only file system' if read_only else 'not writable (permission denied)'}"
 
 
 def _remove_stale_temporaries(path: Path) -> None:
@@ -90,11 +154,9 @@ def check_output(
         raise EntityKitError("is a folder; give a file name for the output", path)
     if kind == "folder" and path.exists() and not path.is_dir():
         raise EntityKitError("exists and is not a folder; give a folder for the output", path)
-    for parent in path.absolute().parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise EntityKitError(f"cannot create it: {parent} is a file, not a folder", path)
-            break
+    why = parent_problem(path) or _unwritable(path)
+    if why:
+        raise EntityKitError(why, path)
     target = path.resolve()
     for inp in inputs:
         if inp is None:
@@ -125,7 +187,16 @@ def read_json(path: str | Path, what: str = "JSON file") -> Any:
             return json.load(f)
     except FileNotFoundError:
         raise EntityKitError(f"{what} not found", path) from None
+    except IsADirectoryError:
+        raise EntityKitError(f"{what} is a folder, not a file", path) from None
     except json.JSONDecodeError as e:
         raise EntityKitError(f"not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})", path) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise EntityKitError(f"cannot read {what}: {e}", path) from None
+    except RecursionError:
+        raise EntityKitError("JSON nested too deeply to parse (thousands of nested brackets): corrupt or not "
+                             f"a {what}", path) from None
+    except UnicodeDecodeError as e:
+        raise EntityKitError(f"cannot read {what}: not UTF-8 text ({e.reason} at byte {e.start})", path) from None
+    except ValueError as e:  # e.g. an integer literal longer than Python's 4,300-digit limit
+        raise EntityKitError(f"not valid JSON ({' '.join(str(e).split())[:200]})", path) from None
+    except OSError as e:
+        raise EntityKitError(f"cannot read {what}: {e.strerror or e}", path) from None

@@ -78,7 +78,9 @@ def runs_problem(counts: str | bytes | list, height: int, width: int) -> str | N
     ``height``×``width`` mask; else what is wrong. Never allocates more than the counts' own size."""
     n = height * width
     if isinstance(counts, (str, bytes)):
-        raw = counts.encode("ascii", "replace") if isinstance(counts, str) else counts
+        if isinstance(counts, str) and not counts.isascii():
+            return "RLE counts contain non-ASCII characters: corrupt or not COCO RLE"
+        raw = counts.encode("ascii") if isinstance(counts, str) else counts
         b = np.frombuffer(raw, np.uint8)
         if b.size and (b.min() < 48 or b.max() > 111):
             return "RLE counts contain characters outside pycocotools' alphabet ('0'..'o'): corrupt or not COCO RLE"
@@ -113,6 +115,14 @@ def _is_binary_grid(seg: Any) -> bool:
         isinstance(r, list) and len(r) == len(first) for r in seg)
 
 
+def _is_image_shaped_grid(seg: Any, height: int | None, width: int | None) -> bool:
+    """Exactly ``height`` rows of ``width`` whole numbers: a grid (whose values are then checked), never
+    polygons — a grid with one stray value must be refused, not read as ``height`` polygons."""
+    return (height is not None and isinstance(seg, list) and len(seg) == height and height > 1
+            and all(isinstance(r, list) and len(r) == width for r in seg)
+            and all(isinstance(v, (int, np.integer)) for r in seg for v in r))
+
+
 def read_mask(seg: Any, height: int | None, width: int | None, *, path: object = None,
               item: str | None = None) -> dict:
     """Any COCO-style segmentation → a validated RLE ``{"size": [h, w], "counts": bytes}``.
@@ -130,7 +140,7 @@ def read_mask(seg: Any, height: int | None, width: int | None, *, path: object =
     def bad(text: str) -> EntityKitError:
         return EntityKitError(text, path, item)
 
-    if isinstance(seg, np.ndarray) or _is_binary_grid(seg):
+    if isinstance(seg, np.ndarray) or _is_binary_grid(seg) or _is_image_shaped_grid(seg, height, width):
         arr = np.asarray(seg)
         if arr.ndim != 2 or arr.dtype == object:
             raise bad("binary mask grid must be H rows of W values")
@@ -329,14 +339,21 @@ def read_id_map_png(path: str | Path) -> np.ndarray:
     8-bit grayscale is refused: it cannot hold more than 255 entities and usually means a
     truncated export.
     """
+    from .limits import check_pixels  # noqa: PLC0415
+
     path = Path(path)
     try:
         with Image.open(path) as im:
             mode = im.mode
+            check_pixels(im.size[1], im.size[0], path)  # before decoding: a PNG bomb never allocates
             arr = np.array(im)
     except FileNotFoundError:
         raise EntityKitError("id-map PNG not found", path) from None
-    except OSError as e:
+    except IsADirectoryError:
+        raise EntityKitError("id-map PNG is a folder, not a file", path) from None
+    except Image.UnidentifiedImageError:
+        raise EntityKitError("id-map PNG is not an image (empty or corrupt file)", path) from None
+    except (OSError, ValueError, SyntaxError, EOFError) as e:
         raise EntityKitError(f"cannot read id-map PNG: {e}", path) from None
     if mode in ("RGB", "RGBA"):
         return rgb2id(arr[:, :, :3]).astype(np.int32)

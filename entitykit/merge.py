@@ -128,7 +128,9 @@ def _hash_images(ds: EntityDataset, where: str, workers: int, advance, problems:
     with ThreadPoolExecutor(max(1, workers)) as pool:
         for img, p, h in zip(ds.images, paths, pool.map(one, paths)):
             if isinstance(h, Exception):
-                reason = "image file not found" if isinstance(h, FileNotFoundError) else f"cannot read image file: {h}"
+                reason = ("image file not found" if isinstance(h, FileNotFoundError) else
+                          "is a folder, not an image file" if isinstance(h, IsADirectoryError) else
+                          f"cannot read image file: {h.strerror or h}")
                 problems.append(DatasetError(f"{reason} ({p})", where, f"image {img.get('id')!r}"))
                 out.append("")
             else:

@@ -32,10 +32,12 @@ PyTorch ``DataLoader`` workers.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import hashlib
 import io
 import json
 import os
+import re
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +48,7 @@ import numpy as np
 
 from .dataset import ENTITY_CATEGORY, EntityDataset
 from .errors import DatasetError, EntityKitError, raise_problems
-from .fileio import atomic_path, write_json
+from .fileio import atomic_path, check_output, write_json
 from .images import read_image
 from .masks import decode_to_id_map, encode_id_map, encode_mask, runs_problem
 
@@ -132,6 +134,9 @@ def pack_dataset(
     where = str(ds.path) if ds.path is not None else "<dataset>"
     output = Path(output)
     single = output.suffix.lower() in (".h5", ".hdf5")
+    # a pack replaces its output as a whole: it must not be (or hold) the dataset or its image folders
+    folders = {str(p.parent) for p in (ds.image_path(img) for img in ds.images) if p is not None}
+    check_output(output, kind="file" if single else "folder", inputs=[ds.path, *sorted(folders)])
     if single:
         if shard_images or shard_bytes:
             raise EntityKitError("a .h5 output is one shard: drop the shard limits, or write to a folder for several shards",
@@ -248,6 +253,57 @@ def _spans(sizes: list[int], first_of: list[int]) -> np.ndarray:
     return spans
 
 
+@contextlib.contextmanager
+def _h5_file(path: Path):
+    """A new HDF5 file, closed cleanly even when a write fails (a full disk).
+
+    HDF5 cannot close a file whose metadata it failed to write: its objects stay half-closed and
+    the process segfaults when Python frees them. So a failed write first truncates the file (its
+    blocks are freed: the space HDF5 lacked), then closes it; the file is discarded anyway (it is
+    inside the atomic writer's temporary folder). The final flush happens while the file is open,
+    so a full disk at that point takes the same path."""
+    # as h5py.File(path, "w", libver="earliest", track_order=False), without the 64 KiB data-sieve
+    # buffer: with it, the close after a failed write wants to flush more than truncation freed
+    fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+    fapl.set_libver_bounds(h5py.h5f.LIBVER_EARLIEST, h5py.h5f.LIBVER_LATEST)
+    fapl.set_sieve_buf_size(0)
+    fcpl = h5py.h5p.create(h5py.h5p.FILE_CREATE)
+    fcpl.set_obj_track_times(False)
+    f = h5py.File(h5py.h5f.create(os.fsencode(path), h5py.h5f.ACC_TRUNC, fapl=fapl, fcpl=fcpl))
+    ok = False
+    try:
+        yield f
+        f.flush()
+        ok = True
+    finally:
+        if not ok:
+            try:
+                os.truncate(path, 0)
+            except OSError:
+                pass
+            try:
+                f.close()
+            except Exception:  # noqa: BLE001  (the original error is the one to report)
+                pass
+    f.close()
+
+
+@contextlib.contextmanager
+def _h5_write_errors(path: Path):
+    """HDF5 reports a failed write (a full disk) as a RuntimeError or an errno-less OSError whose text
+    holds "errno = N": give it back as the OSError it is, so the atomic writer names the output."""
+    try:
+        yield
+    except (OSError, RuntimeError) as e:
+        if isinstance(e, OSError) and e.errno is not None:
+            raise
+        m = re.search(r"errno = (\d+)", str(e))
+        if m is None:
+            raise
+        code = int(m.group(1))
+        raise OSError(code, os.strerror(code), str(path)) from None
+
+
 def _write_shard(path: Path, items, files, ds: EntityDataset, where: str, base: dict, shard: int, first: int,
                  value_dtype: np.dtype, level: int, pool, advance) -> None:
     m = len(items)
@@ -277,7 +333,7 @@ def _write_shard(path: Path, items, files, ds: EntityDataset, where: str, base: 
     ent_off = np.concatenate(([0], np.cumsum([len(anns) for _, anns in items], dtype=np.int64))).astype(np.int64)
     all_anns = [a for _, anns in items for a in anns]
     manifest = dict(base, shard=shard, first_index=first, shard_images=m)
-    with h5py.File(path, "w", libver="earliest", track_order=False) as f:
+    with _h5_write_errors(path), _h5_file(path) as f:
         f.attrs["format"] = PACK_FORMAT
         f.attrs["format_version"] = PACK_VERSION
         f.attrs["shard"] = shard

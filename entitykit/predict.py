@@ -33,7 +33,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import EntityKitError
-from .fileio import atomic_path, write_json
+from .fileio import atomic_path, check_output, write_json
 from .images import read_image
 from .masks import write_id_map_png
 from .model.predictor import (  # noqa: F401  (re-exported: the run's public names)
@@ -221,8 +221,14 @@ def predict(
             raise EntityKitError("give input images or a dataset, not both")
         items = dataset_inputs(dataset, image_root)
     else:
+        # before the search, which skips files under the output folder: an input folder that is the
+        # output (or below it) must be named as such, not reported as empty
+        check_output(out_dir, kind="folder", inputs=[str(p) for p in inputs or [] if Path(str(p)).exists()],
+                     overwrite=True)
         items = collect_inputs(inputs or [], exclude=out_dir)
     names = output_names([it.name for it in items])
+    # the output folder is replaced as a whole: it must not be (or hold) a folder of the input images
+    check_output(out_dir, kind="folder", inputs=sorted({str(it.path.parent) for it in items}), overwrite=overwrite)
     predictor = Predictor(checkpoint_or_model, device=device, min_score=min_score, max_size=max_size,
                           paste_pixels=paste_pixels)
     if out_dir.exists() and not out_dir.is_dir():

@@ -14,7 +14,9 @@ import numpy as np
 from panopticapi.utils import id2rgb
 from PIL import Image
 
-from .fileio import atomic_path, write_json
+from .errors import EntityKitError
+from .fileio import atomic_path, check_output, write_json
+from .limits import check_pixels
 from .progress import progress_bar
 
 STUFF_CATEGORIES = [{"id": 1, "name": "stuff-a", "isthing": 0}, {"id": 2, "name": "stuff-b", "isthing": 0}]
@@ -102,6 +104,22 @@ def render_image(rng: np.random.Generator, panoptic: np.ndarray) -> np.ndarray:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
+def _whole(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def check_synth_options(n_images: int, *, height: int, width: int, segments: int, seed: int,
+                        crowd_fraction: float = 0.0) -> None:
+    """Refuse option values a synthetic dataset cannot be made with (one line naming the option)."""
+    for name, value, low in (("images", n_images, 1), ("height", height, 1), ("width", width, 1),
+                             ("segments", segments, 1), ("seed", seed, 0)):
+        if not _whole(value) or value < low:
+            raise EntityKitError(f"--{name} must be a whole number ≥ {low}, got {value!r}")
+    if not (isinstance(crowd_fraction, (int, float)) and 0.0 <= crowd_fraction <= 1.0):
+        raise EntityKitError(f"crowd_fraction must be in [0, 1], got {crowd_fraction!r}")
+    check_pixels(height, width, item="--height × --width")
+
+
 def write_synthetic_panoptic(
     out_dir: str | Path,
     n_images: int,
@@ -120,7 +138,9 @@ def write_synthetic_panoptic(
 
     Deterministic for a seed. Returns the JSON path. The folder is written atomically.
     """
-    out_dir = Path(out_dir)
+    check_synth_options(n_images, height=height, width=width, segments=segments, seed=seed,
+                        crowd_fraction=crowd_fraction)
+    out_dir = check_output(out_dir, kind="folder", overwrite=overwrite)
     rng = np.random.default_rng(seed)
     with atomic_path(out_dir, overwrite=overwrite) as tmp, progress_bar(n_images, "synth", enabled=progress) as advance:
         (tmp / name).mkdir(parents=True)

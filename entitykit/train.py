@@ -585,7 +585,7 @@ def _loop(loader, model, ddp_model, opt, sched, scaler, run: RunFolder, cfg: Tra
             metrics.append(record)
             run.append_metrics(record)
         if val is not None and (it % eval_period == 0 or it == max_iter):
-            result = _evaluate(model, val, device, dist)
+            result = _evaluate(model, val, device, dist, cfg.exif)
             if dist.main:
                 ape = result
                 rec = {"iter": it, **{f"val/{k}": v for k, v in result.items()}}
@@ -644,20 +644,17 @@ def _open_val(path: str):
     """The validation dataset, opened before training starts (a bad file stops the run before it is written)."""
     from .dataset import EntityDataset  # noqa: PLC0415
 
-    ds = EntityDataset.load(path)
-    if ds.image_root is None:
-        raise EntityKitError("the validation dataset records no image folder (info.image_root)", path)
-    return ds
+    return EntityDataset.open(path, need_image_root=True)  # the dataset layer's rules, as for --train
 
 
 @torch.no_grad()
-def _evaluate(model, val, device, dist: _Dist) -> dict[str, float]:
+def _evaluate(model, val, device, dist: _Dist, exif: bool = True) -> dict[str, float]:
     """APe of the current weights on an entity dataset (rank 0 scores; other ranks wait)."""
     from .evaluation import evaluate  # noqa: PLC0415
 
     result: dict[str, float] = {}
     if dist.main:
-        r = evaluate(val.path, predict_results(model, val, exif=cfg.exif), pq=False, by_source=False)
+        r = evaluate(val.path, predict_results(model, val, exif=exif), pq=False, by_source=False)
         result = {k: float(v) for k, v in r.summary.items()}
     if dist.world > 1:
         torch.distributed.barrier()

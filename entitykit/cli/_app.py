@@ -55,13 +55,22 @@ def user_errors(fn: F) -> F:
                 raise typer.Exit(2) from None
             if isinstance(e, ProblemsError):
                 for p in e.problems[:50]:
-                    err_console.print(f"[red]✗[/] {escape(str(p))}", highlight=False, soft_wrap=True)
+                    err_console.print(f"[red]✗[/] {escape(_one_line(str(p)))}", highlight=False, soft_wrap=True)
                 if len(e.problems) > 50:
                     err_console.print(f"[red]… {len(e.problems) - 50} more[/]", highlight=False)
             err_console.print(f"[bold red]error:[/] {escape(_one_line(text))}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def worker_count(n: int, option: str = "--workers") -> int:
+    """A worker option's value: 0 = all cores, a positive number as given, a negative one refused."""
+    if n < 0:
+        from ..errors import EntityKitError  # noqa: PLC0415
+
+        raise EntityKitError(f"{option} must be ≥ 0 (0 = all cores), got {n}")
+    return n if n > 0 else (os.cpu_count() or 1)
 
 
 def _one_line(text: str, limit: int = 2000) -> str:

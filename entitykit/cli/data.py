@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Optional
@@ -20,7 +19,7 @@ from ..masks import ID_MAP_FORMATS
 from ..stats import dataset_stats
 from rich.markup import escape
 
-from ._app import app, console, err_console, user_errors
+from ._app import _one_line, app, console, err_console, user_errors, worker_count
 
 convert_app = typer.Typer(help="Convert a source dataset to the entity format.", no_args_is_help=True)
 app.add_typer(convert_app, name="convert")
@@ -29,7 +28,7 @@ ID_MAP_FORMAT_HELP = f"Id-map PNG format: {' or '.join(ID_MAP_FORMATS)} (16-bit 
 
 
 def _workers(n: int) -> int:
-    return n if n > 0 else (os.cpu_count() or 1)
+    return worker_count(n)
 
 
 OUTPUT = typer.Option(..., "--output", "-o", help="Entity dataset JSON to write.")
@@ -270,13 +269,17 @@ def check(
         console.print_json(json.dumps(report.as_dict()))
     else:
         for p in report.problems[:50]:
-            err_console.print(f"[red]✗[/] {escape(str(p))}", highlight=False, soft_wrap=True)
+            err_console.print(f"[red]✗[/] {escape(_one_line(str(p)))}", highlight=False, soft_wrap=True)
         if len(report.problems) > 50:
             err_console.print(f"[red]… {len(report.problems) - 50} more[/]")
         files = "image files checked" if report.checked_image_files else "image files not checked (no image folder)"
         status = "[green]OK[/]" if report.ok else f"[red]{len(report.problems)} problem(s)[/]"
         console.print(f"{status}: {report.images:,} images, {report.annotations:,} annotations; {files}", highlight=False)
     if not report.ok:
+        # the last line, as every command's: the first problem (file, item, text) and how many more
+        more = len(report.problems) - 1
+        first = str(report.problems[0]) + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else "")
+        err_console.print(f"[bold red]error:[/] {escape(_one_line(first))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
 
 

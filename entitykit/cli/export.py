@@ -25,13 +25,10 @@ def export_onnx_cmd(
     input `image` 1×3×H×W uint8 RGB; outputs `id_map` H×W int32, `scores`, `boxes`."""
     from ..fileio import check_output
     from ..images import read_image
-    from ..model.export import export_checkpoint
+    from ..model.export import check_export_options, export_checkpoint
 
     check_output(output, inputs=[checkpoint, check_image])
-    if size[0] < 1 or size[1] < 1:
-        from ..errors import EntityKitError
-
-        raise EntityKitError(f"--size must be two positive whole numbers (HEIGHT WIDTH), got {size[0]} {size[1]}")
+    check_export_options(size[0], size[1], opset)
     image = read_image(check_image) if check_image is not None else None
     path, result = export_checkpoint(checkpoint, output, size[0], size[1], opset=opset, check=check,
                                      check_image=image)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import math
 from pathlib import Path
 from typing import Optional
 
@@ -13,7 +13,7 @@ from ..errors import EntityKitError
 from ..fileio import check_output
 from ..merge import merge_datasets
 from ..pack import DEFAULT_SHARD_IMAGES, pack_dataset, verify_pack
-from ._app import app, console, err_console, user_errors
+from ._app import app, console, err_console, user_errors, worker_count
 
 
 def _pairs(values: list[str], what: str) -> dict[str, str]:
@@ -43,11 +43,12 @@ def merge(
     drop_holdout_overlap: bool = typer.Option(False, "--drop-holdout-overlap", help="Drop images also in a --holdout set instead of refusing."),
     no_hash: bool = typer.Option(False, "--no-content-check", help="Do not read image files (no duplicate or holdout detection)."),
     images: list[str] = typer.Option([], "--images", help="NAME=DIR, repeated: image folder of an input (overrides its info.image_root)."),
-    workers: int = typer.Option(4, "--workers", "-j", help="Threads hashing image files."),
+    workers: int = typer.Option(4, "--workers", "-j", help="Threads hashing image files (0 = all cores)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Merge entity datasets: ids re-based, provenance kept, duplicates reported, weighted sampling to a fixed total."""
     weights = {k: _float(k, v) for k, v in _pairs(weight, "--weight").items()} or None
+    n_workers = worker_count(workers)
     check_output(output, inputs=[*inputs, *holdout])
     ds = merge_datasets(
         inputs,
@@ -61,7 +62,7 @@ def merge(
         dedupe=dedupe,
         drop_holdout_overlap=drop_holdout_overlap,
         hash_images=not no_hash,
-        workers=max(1, workers),
+        workers=n_workers,
         progress=not quiet,
     )
     ds.save(output)
@@ -106,16 +107,19 @@ def parse_size(text: str) -> int:
         value = float(num)
     except ValueError:
         value = -1.0
-    if unit not in _UNITS or value < 0:
+    if unit not in _UNITS or not math.isfinite(value) or value < 0:
         raise EntityKitError(f"--shard-size {text!r}: expected a size such as 4GiB, 500MB or 0")
     return int(value * _UNITS[unit])
 
 
 def _float(name: str, v: str) -> float:
     try:
-        return float(v)
+        f = float(v)
     except ValueError:
         raise EntityKitError(f"--weight {name}={v}: not a number") from None
+    if not math.isfinite(f) or f < 0:
+        raise EntityKitError(f"--weight {name}={v}: must be a finite number ≥ 0")
+    return f
 
 
 @app.command()
@@ -134,10 +138,11 @@ def pack(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Entity dataset → HDF5 shards (original image bytes + compressed id maps + entity table) for fast training I/O."""
+    n_workers = worker_count(workers)
+    shard_bytes = parse_size(shard_size)
     check_output(output, kind="file" if output.suffix.lower() in (".h5", ".hdf5") else "folder", inputs=[dataset, images])
     man = pack_dataset(dataset, output, image_root=images, shard_images=shard_images,
-                       shard_bytes=parse_size(shard_size), level=level,
-                       workers=workers if workers > 0 else (os.cpu_count() or 1), overwrite=overwrite,
+                       shard_bytes=shard_bytes, level=level, workers=n_workers, overwrite=overwrite,
                        exif=not ignore_exif, progress=not quiet)
     size = sum(p.stat().st_size for p in Path(output).iterdir()) if Path(output).is_dir() else Path(output).stat().st_size
     console.print(f"packed {man['images']:,} images, {man['annotations']:,} annotations into {len(man['shards'])} "

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from ..dataset import EntityDataset, new_info
+from ..dataset import EntityDataset, is_id, new_info
 from ..errors import DatasetError
 from ..masks import encode_id_map, rle_bbox
 from ..progress import progress_bar
@@ -215,9 +215,27 @@ def label_size(path: Path, item: str) -> tuple[int, int, DatasetError | None]:
     return header.height, header.width, None
 
 
+def category_index(categories: Any, where: str) -> dict[Any, dict[str, Any]]:
+    """``categories`` (optional) as id → entry; refuses anything but a list of objects with integer or
+    string ids (provenance is read from them, so a malformed list must not be silently ignored)."""
+    if categories is None:
+        return {}
+    if not isinstance(categories, list):
+        raise DatasetError(f"'categories' must be a list of objects, got {type(categories).__name__}", where,
+                           "categories")
+    out: dict[Any, dict[str, Any]] = {}
+    for k, c in enumerate(categories):
+        if not isinstance(c, dict) or not is_id(c.get("id"), integer=False):
+            got = c.get("id") if isinstance(c, dict) else c
+            raise DatasetError(f"must be an object with an integer or string 'id', got {got!r}", where,
+                               f"categories[{k}]")
+        out[c["id"]] = c
+    return out
+
+
 def check_crowd_mode(crowd: str) -> None:
     if crowd not in CROWD_MODES:
-        raise DatasetError(f"unknown crowd mode {crowd!r}; choose one of {CROWD_MODES}")
+        raise DatasetError(f"unknown crowd mode {crowd!r}; choose one of {', '.join(CROWD_MODES)}")
 
 
 def problem_sink(where: str, keep_going: bool) -> tuple[list[DatasetError], Callable[[str, str], None]]:
@@ -234,6 +252,10 @@ def problem_sink(where: str, keep_going: bool) -> tuple[list[DatasetError], Call
 
 
 OVERLAP_RULES = ("score", "small-wins", "large-wins", "error")
+
+
+class OverlapError(ValueError):
+    """Masks overlap under the rule "error" (and only that: corrupt runs are another ValueError)."""
 
 
 @dataclass
@@ -274,7 +296,7 @@ def resolve_overlaps(
     order = np.lexsort((-np.arange(n), key))
     id_map, overlap = decode_to_id_map([rles[i] for i in order], order + 1, height, width)
     if overlap and rule == "error":
-        raise ValueError(f"masks overlap ({overlap} px claimed twice)")
+        raise OverlapError(f"masks overlap ({overlap} px claimed twice)")
     if not overlap:
         return Resolved(id_map, 0, 0, 0)
     final = np.bincount(id_map.ravel(), minlength=n + 1)[1:]
@@ -310,11 +332,13 @@ def convert_rle_image(job: RleImageJob) -> ImageResult:
                 "(annotations made for another resolution of the image, e.g. a low-res copy?)", job.where, item))
     try:
         res = resolve_overlaps(job.masks, rec.height, rec.width, job.rule, job.scores)
-    except ValueError:
+    except OverlapError:  # the masks are valid (read_mask checked their runs): name the first pair
         i, j, n = overlapping_pairs(job.masks)[0]
         return ImageResult.failed(rec, DatasetError(
             f"{job.labels[i]} and {job.labels[j]} overlap by {n} px; choose an overlap rule "
             f"({', '.join(r for r in OVERLAP_RULES if r != 'error')})", job.where, item))
+    except ValueError as e:  # runs that do not fit the image: never hand them to pycocotools (it can loop)
+        return ImageResult.failed(rec, DatasetError(f"cannot paint its masks: {e}", job.where, item))
     ents = annotations_from_id_map(res.id_map, {i + 1: seg for i, seg in enumerate(job.segments)}, job.crowd)
     result = ImageResult(rec, ents.annotations, [], True, ents.crowd_segments, ents.void_pixels)
     result.overlap = {"changed_masks": res.changed_masks, "dropped_masks": len(ents.missing),

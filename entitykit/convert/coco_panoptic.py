@@ -14,16 +14,18 @@ from typing import Any
 import numpy as np
 from panopticapi.utils import rgb2id
 
-from ..dataset import EntityDataset
+from ..dataset import EntityDataset, image_entry_problem, is_id
 from ..errors import DatasetError, EntityKitError
 from ..images import read_label_png
 from ..fileio import read_json
+from ..limits import check_pixels
 from ._common import (
     ImageRecord,
     ImageResult,
     Segment,
     annotations_from_id_map,
     assemble,
+    category_index,
     check_crowd_mode,
     collect,
     problem_sink,
@@ -87,20 +89,28 @@ def _plan(data: Any, json_path: Path, png_dir: Path, crowd: str, keep_going: boo
         if not isinstance(data.get(key), list):
             raise DatasetError(f"missing or non-list '{key}'", where)
     problems, problem = problem_sink(where, keep_going)
-    categories = {c["id"]: c for c in data.get("categories") or [] if isinstance(c, dict) and "id" in c}
+    categories = category_index(data.get("categories"), where)
 
     image_index: dict[Any, int] = {}
     for i, img in enumerate(data["images"]):
-        if not isinstance(img, dict) or any(k not in img for k in IMAGE_FIELDS):
-            raise DatasetError(f"images[{i}] lacks one of {IMAGE_FIELDS}", where, f"images[{i}]")
+        why = image_entry_problem(img)  # the dataset layer's rule (string ids allowed: Cityscapes)
+        if why:
+            raise DatasetError(why, where, f"images[{i}]")
         if img["id"] in image_index:
             raise DatasetError("duplicate image id", where, f"image {img['id']!r}")
+        check_pixels(img["height"], img["width"], where, f"image {img['id']!r}")
         image_index[img["id"]] = i
 
     ann_for: dict[int, dict[str, Any]] = {}
     for j, ann in enumerate(data["annotations"]):
         if not isinstance(ann, dict) or "image_id" not in ann or not isinstance(ann.get("segments_info"), list):
             raise DatasetError("lacks image_id or a segments_info list", where, f"annotations[{j}]")
+        if not is_id(ann["image_id"], integer=False):
+            raise DatasetError(f"image_id must be an integer or a string, got {ann['image_id']!r}", where,
+                               f"annotations[{j}]")
+        if ann.get("file_name") is not None and (not isinstance(ann["file_name"], str) or not ann["file_name"]):
+            raise DatasetError(f"file_name of the panoptic PNG must be a non-empty string, got {ann['file_name']!r}",
+                               where, f"annotations[{j}] (image_id {ann['image_id']!r})")
         i = image_index.get(ann["image_id"])
         if i is None:
             problem(f"annotations[{j}] (image_id {ann['image_id']!r})", "annotation for an unknown image")
@@ -125,7 +135,11 @@ def _plan(data: Any, json_path: Path, png_dir: Path, crowd: str, keep_going: boo
             if sid in segments:
                 problem(f"{item} segment {sid}", "duplicate segment id")
                 break
-            cat = categories.get(s.get("category_id"))
+            cid = s.get("category_id")
+            if cid is not None and not is_id(cid, integer=False):
+                problem(f"{item} segment {sid}", f"category_id must be an integer or a string, got {cid!r}")
+                break
+            cat = categories.get(cid)
             segments[sid] = Segment(
                 iscrowd=int(bool(s.get("iscrowd", 0))),
                 isthing=int(bool(cat.get("isthing"))) if cat is not None and "isthing" in cat else None,

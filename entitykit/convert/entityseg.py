@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..dataset import EntityDataset, image_entry_problem
+from ..dataset import EntityDataset, image_entry_problem, is_id
 from ..errors import DatasetError, EntityKitError
 from ..fileio import read_json
 from ..limits import check_pixels
@@ -22,6 +22,7 @@ from ._common import (
     RleImageJob,
     Segment,
     assemble,
+    category_index,
     check_crowd_mode,
     collect,
     convert_rle_image,
@@ -51,7 +52,7 @@ def convert_entityseg(
     if not isinstance(data, dict) or not isinstance(data.get("images"), list) or not isinstance(data.get("annotations"), list):
         raise DatasetError("expected a COCO JSON object with 'images' and 'annotations' lists", where)
     problems, problem = problem_sink(where, keep_going)
-    cats = {c.get("id"): c for c in data.get("categories") or [] if isinstance(c, dict)}
+    cats = category_index(data.get("categories"), where)
     images: dict[Any, dict[str, Any]] = {}
     for i, img in enumerate(data["images"]):
         why = image_entry_problem(img)
@@ -67,6 +68,12 @@ def convert_entityseg(
         label = f"annotation {ann.get('id', f'[{j}]')!r}" if isinstance(ann, dict) else f"annotations[{j}]"
         if not isinstance(ann, dict) or "segmentation" not in ann or "image_id" not in ann:
             problem(label, "lacks segmentation or image_id")
+            continue
+        bad = next(((k, ann[k]) for k in ("id", "image_id", "category_id", "category_id_ori")
+                    if k in ann and ann[k] is not None and not is_id(ann[k], integer=False)), None)
+        if bad is not None:
+            problem(label if bad[0] != "id" else f"annotations[{j}]",
+                    f"{bad[0]} must be an integer or a string, got {bad[1]!r}")
             continue
         if "id" in ann and ann["id"] in seen_ids:
             problem(label, "duplicate annotation id")

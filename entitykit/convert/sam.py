@@ -87,7 +87,7 @@ def convert_sam(
 ) -> EntityDataset:
     """``inputs``: one JSON or a folder of per-image JSONs. ``rule``: score, small-wins or large-wins."""
     if rule not in SAM_RULES:
-        raise DatasetError(f"unknown overlap rule {rule!r}; choose one of {SAM_RULES}")
+        raise DatasetError(f"unknown overlap rule {rule!r}; choose one of {', '.join(SAM_RULES)}")
     if not isinstance(min_area, int) or isinstance(min_area, bool) or min_area < 0:
         raise DatasetError(f"min_area must be a whole number ≥ 0, got {min_area!r}")
     inputs = Path(inputs)
@@ -107,7 +107,7 @@ def convert_sam(
             continue
         masks, segs, labels, scores = [], [], [], []
         for j, ann in enumerate(anns):
-            label = f"mask {ann.get('id', j)!r}" if isinstance(ann, dict) else f"mask [{j}]"
+            label = f"mask {ann['id']!r}" if isinstance(ann, dict) and "id" in ann else f"mask [{j}]"
             try:
                 if not isinstance(ann, dict) or "segmentation" not in ann:
                     raise EntityKitError("mask record must be an object with a 'segmentation'", path, label)

@@ -8,7 +8,7 @@ item-by-item validation, so error messages are the same either way.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Union
+from typing import Annotated, Optional, Union
 
 try:
     import msgspec
@@ -26,10 +26,14 @@ if msgspec is not None:
         segmentation: RLE
         score: float
 
+    # constraints are checked by msgspec's C decoder at no extra pass; a file that breaks one falls
+    # back to the json path, where the dataset layer's entry rules name the item (predictions.load_gt)
+    _Positive = Annotated[int, msgspec.Meta(gt=0)]
+
     class Image(msgspec.Struct, gc=False):
         id: Union[int, str]
-        height: int
-        width: int
+        height: _Positive
+        width: _Positive
         source: Optional[str] = None
         source_id: Union[int, str, None] = None  # original id of a renumbered image (converters)
 
@@ -38,7 +42,7 @@ if msgspec is not None:
         image_id: Union[int, str]
         segmentation: RLE
         area: float
-        iscrowd: int = 0
+        iscrowd: Annotated[int, msgspec.Meta(ge=0, le=1)] = 0
 
     class EntityFile(msgspec.Struct):
         images: list[Image]

@@ -184,6 +184,50 @@ def _check_gt_entries(data: dict, path: Path | None) -> None:
     raise_problems(problems)
 
 
+def _check_gt_images(images: list[tuple[Any, int, int]], path: Path | None) -> None:
+    """The global image rules before any prediction is read (so a GT fault is never blamed on the
+    predictions): unique ids, and the pixel limit (``entitykit.limits``)."""
+    from ..limits import check_pixels  # noqa: PLC0415
+
+    seen: set = set()
+    for iid, h, w in images:
+        if iid in seen:
+            raise DatasetError(f"duplicate image id {iid!r}", path, f"image {iid!r}")
+        seen.add(iid)
+        check_pixels(h, w, path, f"image {iid!r}")
+
+
+def _check_gt_rles(images: list[tuple[Any, int, int]], anns: list[tuple[Any, Any, Any]], path: Path | None) -> None:
+    """Each GT RLE's size is its image's and its counts are ASCII (before predictions are read, so
+    the GT is named; the runs themselves are checked by the kernel as it decodes)."""
+    sizes = {iid: [h, w] for iid, h, w in images}
+    for aid, iid, seg in anns:
+        size = getattr(seg, "size", None) if not isinstance(seg, dict) else seg.get("size")
+        counts = getattr(seg, "counts", None) if not isinstance(seg, dict) else seg.get("counts")
+        want = sizes.get(iid)
+        if size is None or want is None:
+            continue  # polygons (no size) or an unknown image: prepare names those
+        if list(size) != want:
+            raise DatasetError(f"RLE size {list(size)} differs from the image's [height, width] {want}", path,
+                               f"annotation id {aid!r} (image {iid!r})")
+        if isinstance(counts, str) and not counts.isascii():
+            raise DatasetError("RLE counts contain non-ASCII characters: corrupt or not COCO RLE", path,
+                               f"annotation id {aid!r} (image {iid!r})")
+
+
+def _check_gt_rle_columns(images: list[tuple[Any, int, int]], cols: Any, path: Path | None) -> None:
+    """:func:`_check_gt_rles`' size rule on the compiled reader's columns (one pass over image ids)."""
+    if not len(cols):
+        return
+    lut = {iid: (h, w) for iid, h, w in images}
+    want = np.array([lut.get(i, (-1, -1)) for i in cols.image_id.tolist()], np.int64).reshape(-1, 2)
+    bad = np.flatnonzero((want[:, 0] >= 0) & ((cols.size[:, 0] != want[:, 0]) | (cols.size[:, 1] != want[:, 1])))
+    if bad.size:
+        k = int(bad[0])
+        raise DatasetError(f"RLE size {cols.size[k].tolist()} differs from the image's [height, width] "
+                           f"{want[k].tolist()}", path, f"annotation id {int(cols.id[k])} (image {cols.image_id[k]!r})")
+
+
 def load_gt(gt: Any, *, gt_png_dir: str | Path | None = None, crowd: str = "void") -> LoadedGT:
     """An entity dataset (path, dict or object with .images/.annotations) or COCO panoptic JSON."""
     if hasattr(gt, "images") and hasattr(gt, "annotations"):
@@ -192,9 +236,18 @@ def load_gt(gt: Any, *, gt_png_dir: str | Path | None = None, crowd: str = "void
     kind = formats.sniff(gt, role="gt")  # a path: read once (the fast reader first), never parsed twice
     path, data = kind.path, kind.data
     if kind.kind == formats.ENTITY:
-        if hasattr(data, "images"):  # the typed fast reader: fields already have their JSON types
+        if hasattr(data, "images"):  # the typed fast reader: types and ranges already checked by msgspec
+            images = [(im.id, im.height, im.width) for im in data.images]
+            _check_gt_images(images, path)
+            if isinstance(data.annotations, list):
+                _check_gt_rles(images, [(a.id, a.image_id, a.segmentation) for a in data.annotations], path)
+            else:  # the compiled reader's columns: the same size rule, vectorised
+                _check_gt_rle_columns(images, data.annotations, path)
             return LoadedGT(data.images, data.annotations, "entity", str(path) if path else None)
         _check_gt_entries(data, path)  # what the typed reader declined: the dataset layer's entry rules
+        images = [(im["id"], im["height"], im["width"]) for im in data["images"]]
+        _check_gt_images(images, path)
+        _check_gt_rles(images, [(a["id"], a["image_id"], a["segmentation"]) for a in data["annotations"]], path)
         return LoadedGT(data["images"], data["annotations"], "entity", str(path) if path else None)
     if kind.kind != formats.PANOPTIC:
         raise formats.refuse(kind, "gt")

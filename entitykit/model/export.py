@@ -40,6 +40,28 @@ class _InferenceGraph(nn.Module):
         return pred["id_map"], pred["scores"], pred["boxes"]
 
 
+# The graph uses einsum (opset ≥ 12); the TorchScript exporter (dynamo=False) goes up to its own maximum.
+MIN_OPSET = 12
+
+
+def max_opset() -> int:
+    from torch.onnx import _constants  # noqa: PLC0415
+
+    return int(getattr(_constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", _constants.ONNX_MAX_OPSET))
+
+
+def check_export_options(height: int, width: int, opset: int) -> None:
+    """Refuse an export size or opset the graph cannot be built for, before any work (one line each)."""
+    from ..limits import check_pixels  # noqa: PLC0415
+
+    if height < 1 or width < 1:
+        raise EntityKitError(f"--size must be two positive whole numbers (HEIGHT WIDTH), got {height} {width}")
+    check_pixels(height, width, item="--size")
+    if not MIN_OPSET <= opset <= max_opset():
+        raise EntityKitError(f"--opset must be in {MIN_OPSET}..{max_opset()} (the graph needs einsum; "
+                             f"torch's exporter goes up to {max_opset()}), got {opset}")
+
+
 def export_onnx(model: EntityModel, path: str | Path, height: int, width: int, opset: int = 17,
                 example: torch.Tensor | None = None) -> Path:
     """Trace eval-mode inference for a (height, width) RGB image; any size, no padding needed.
@@ -51,8 +73,7 @@ def export_onnx(model: EntityModel, path: str | Path, height: int, width: int, o
     """
     from ..fileio import atomic_path  # noqa: PLC0415
 
-    if height < 1 or width < 1:
-        raise EntityKitError(f"export size must be positive, got {height}x{width}")
+    check_export_options(height, width, opset)
     device = next(model.parameters()).device
     graph = _InferenceGraph(model, (height, width)).to(device)
     dummy = (torch.full((1, 3, height, width), 128, dtype=torch.uint8) if example is None
@@ -117,6 +138,7 @@ def export_checkpoint(checkpoint: str | Path, path: str | Path, height: int, wid
 
     from .checkpoint import load_checkpoint  # noqa: PLC0415
 
+    check_export_options(height, width, opset)
     model = load_checkpoint(checkpoint).eval()
     out = export_onnx(model, path, height, width, opset=opset)
     if not (check or check_image is not None):
