@@ -75,6 +75,7 @@ class Rules:
         self.images: dict[Any, dict[str, Any]] = {}
         self.file_names: dict[str, dict[str, Any]] = {}
         self.ann_ids: set[Any] = set()
+        self.refused: set[Any] = set()  # images already reported: their annotations are not "unknown"
 
     def categories(self, categories: list[Any]) -> None:
         if not any(isinstance(c, dict) and c.get("id") == 1 for c in categories):
@@ -92,7 +93,8 @@ class Rules:
         limit = max_pixels()
         if limit and img["height"] * img["width"] > limit:
             self.problem(item, f"{img['width']}×{img['height']} pixels is over the limit of {limit:,} "
-                               "(raise it with entitykit --max-pixels N)")
+                               "(raise it with entitykit --max-pixels N, before the command)")
+            self.refused.add(img["id"])
             return False
         if img["id"] in self.images:
             self.problem(item, "duplicate image id")
@@ -125,7 +127,8 @@ class Rules:
             self.problem(item, f"iscrowd must be 0 or 1, got {ann['iscrowd']!r}")
         img = self.images.get(ann["image_id"])
         if img is None:
-            self.problem(item, "annotation for an unknown image")
+            if ann["image_id"] not in self.refused:
+                self.problem(item, "annotation for an unknown image")
             return None
         seg = ann["segmentation"]
         if not isinstance(seg, dict) or "size" not in seg or "counts" not in seg:

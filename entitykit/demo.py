@@ -7,6 +7,7 @@ is the same library call a user makes on real data.
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,9 +44,8 @@ def run_demo(
     progress: bool = False,
     log=lambda msg: None,
 ) -> DemoResult:
-    """Run every stage; ``iterations=0`` stops after the data stages (no model)."""
-    import time
-
+    """Run every stage; ``iterations=0`` stops after the data stages (no model). Options are checked
+    before anything is written; a demo that stops leaves no half-made folder behind (a new one is removed)."""
     from .fileio import check_output  # noqa: PLC0415
     from .synth import check_synth_options  # noqa: PLC0415
 
@@ -56,6 +56,21 @@ def run_demo(
     check_synth_options(train_images, height=height, width=width, segments=segments, seed=seed)
     out_dir = Path(out_dir)
     check_output(out_dir, kind="folder", overwrite=overwrite)
+    fresh = not out_dir.exists() or not any(out_dir.iterdir())
+    if overwrite and (out_dir / "run").is_dir():  # --overwrite replaces the demo folder, its earlier run too
+        shutil.rmtree(out_dir / "run")
+    try:
+        return _run(out_dir, train_images, val_images, iterations, height, width, segments, seed, progress, log)
+    except BaseException:
+        if fresh:  # a demo that stops (an error, Ctrl-C, a full disk) leaves no half-made folder behind
+            shutil.rmtree(out_dir, ignore_errors=True)
+        raise
+
+
+def _run(out_dir: Path, train_images: int, val_images: int, iterations: int, height: int, width: int, segments: int,
+         seed: int, progress: bool, log) -> DemoResult:
+    import time
+
     seconds: dict[str, float] = {}
     t = time.perf_counter()
     paths = {}
@@ -82,10 +97,6 @@ def run_demo(
     from .train import TrainConfig, train
 
     t = time.perf_counter()
-    if overwrite and (out_dir / "run").is_dir():  # --overwrite replaces the demo folder, its earlier run too
-        import shutil
-
-        shutil.rmtree(out_dir / "run")
     run = train(TrainConfig(train=[str(paths["train"])], output=str(out_dir / "run"), preset="tiny", max_iter=iterations,
                             batch_size=4, lr=2e-3, warmup_iters=min(20, iterations // 4), lr_steps=[int(iterations * 0.8)],
                             min_sizes=[height], max_size=width,

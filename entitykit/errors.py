@@ -89,6 +89,10 @@ def describe_failure(exc: BaseException) -> str | None:
     if isinstance(exc, MemoryError):
         return ("not enough memory for this input (" + (str(exc) or "allocation failed") + "); "
                 "an image or mask larger than declared limits? see --max-pixels")
+    text = str(exc)
+    for words in ("No space left on device", "Read-only file system", "Disk quota exceeded"):
+        if words in text:  # a library's own exception around an OS error (safetensors, h5py): the OS's words
+            return f"cannot write: {words.lower()} ({type(exc).__name__}: {' '.join(text.split())[:300]})"
     if isinstance(exc, RecursionError):
         return "input nested too deeply to parse (a JSON file with thousands of nested brackets?)"
     try:

@@ -32,7 +32,7 @@ def atomic_path(path: str | Path, *, overwrite: bool = True) -> Iterator[Path]:
     """
     path = Path(path)
     if not overwrite and path.is_dir() and any(path.iterdir()):
-        raise EntityKitError("folder exists and is not empty (pass overwrite / --overwrite to replace it)", path)
+        raise EntityKitError("folder exists and is not empty: choose another output, remove it, or pass --overwrite where the command has it", path)
     why = parent_problem(path)
     if why:
         raise EntityKitError(why, path)

@@ -165,7 +165,7 @@ def _as_dataset(x: str | Path | EntityDataset, image_root: str | Path | None = N
     """Open an input with the dataset layer's schema rules; problems are collected, not raised."""
     where = (str(x.path) if x.path is not None else "<dataset>") if isinstance(x, EntityDataset) else str(x)
     try:
-        ds = EntityDataset.open(x, image_root=image_root, validate="schema")
+        ds = EntityDataset.open(x, image_root=image_root, validate="full")  # check's rules, masks included
     except ProblemsError as e:
         if problems is None:
             raise

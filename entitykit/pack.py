@@ -142,7 +142,7 @@ def pack_dataset(
             raise EntityKitError("a .h5 output is one shard: drop the shard limits, or write to a folder for several shards",
                                  output)
         if output.exists() and not overwrite:
-            raise EntityKitError("file exists (pass overwrite / --overwrite to replace it)", output)
+            raise EntityKitError("file exists (pass --overwrite to replace it)", output)
         shard_images = 0
     elif shard_images is None:
         shard_images = DEFAULT_SHARD_IMAGES

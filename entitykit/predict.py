@@ -79,7 +79,8 @@ def _inside(p: Path, folder: Path | None) -> bool:
 def _scan_folder(folder: Path, exclude: Path | None) -> list[tuple[Path, str]]:
     found = []
     for root, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        # hidden folders, and earlier entitykit outputs (a folder holding predictions.json) are not inputs
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not (Path(root) / d / PREDICTIONS_JSON).is_file())
         for f in files:
             p = Path(root) / f
             if _is_image_file(p) and not _inside(p, exclude):

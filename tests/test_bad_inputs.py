@@ -302,9 +302,10 @@ ENTITY_TARGETS = ("check", "info", "idmaps", "merge", "holdout", "pack", "pack-h
 LEVELS = {
     "file": (set(ENTITY_TARGETS), set()),
     "schema": (set(ENTITY_TARGETS) - {"train-val"}, set()),
-    "runs": ({"check", "idmaps", "pack", "pack-h5", "eval"}, {"info", "merge"}),
-    "meta": ({"check"}, {"info", "idmaps", "merge", "pack"}),
-    "overlap": ({"check", "idmaps", "pack"}, {"info", "merge"}),
+    # merge opens its inputs with check's full rules (a merged mix must not carry a broken mask onward)
+    "runs": ({"check", "idmaps", "pack", "pack-h5", "eval", "merge"}, {"info"}),
+    "meta": ({"check", "merge"}, {"info", "idmaps", "pack"}),
+    "overlap": ({"check", "idmaps", "pack", "merge"}, {"info"}),
     "imagefile": ({"check", "pack", "predict"}, set()),
     "imagefile-ok": (set(), {"check", "pack", "predict", "merge"}),
     "valid": (set(), {"check", "info", "idmaps", "merge", "pack", "predict", "eval"}),

@@ -286,3 +286,13 @@ def test_interrupted_run_leaves_nothing(photos, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["pred"] and (out / "old.txt").exists()  # old run intact
     predict(StubModel([(0, 1, 0, 1)], [0.9]), [photos], out, overwrite=True)
     assert not (out / "old.txt").exists() and (out / PREDICTIONS_JSON).exists()
+
+
+def test_collect_inputs_skips_earlier_prediction_folders(tmp_path):
+    """`predict photos -o photos/preds2` after `-o photos/preds` must not predict the first run's PNGs."""
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a.jpg")
+    (tmp_path / "preds" / "overlays").mkdir(parents=True)
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "preds" / "overlays" / "a.png")
+    assert [i.name for i in collect_inputs([tmp_path])] == ["a.jpg", "preds/overlays/a.png"]
+    (tmp_path / "preds" / PREDICTIONS_JSON).write_text("{}")
+    assert [i.name for i in collect_inputs([tmp_path])] == ["a.jpg"]

@@ -81,6 +81,10 @@ def export_onnx(model: EntityModel, path: str | Path, height: int, width: int, o
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     was_training = model.training
+    import importlib.util  # noqa: PLC0415
+
+    if importlib.util.find_spec("onnx") is None:  # torch's exporter says so only in its own exception type
+        raise EntityKitError("ONNX export needs the 'onnx' package: pip install 'entitykit[export]'")
     model.eval()
     try:
         with atomic_path(path) as tmp, warnings.catch_warnings():
