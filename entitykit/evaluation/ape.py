@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import DatasetError, PredictionError
+from ..errors import DatasetError, EntityKitError, PredictionError
 
 IOU_THRS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
 REC_THRS = np.linspace(0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 1, endpoint=True)
@@ -108,22 +108,14 @@ class IndexLabels:
 
 
 def _counts_str(seg: Any, h: int, w: int) -> str:
-    """A COCO segmentation (RLE str/bytes/list counts, or polygons) as compressed-RLE str counts."""
-    from pycocotools import mask as mask_utils
+    """A COCO segmentation as compressed-RLE str counts. A str is passed through (the kernel checks its
+    runs as it decodes); every other encoding (bytes, uncompressed counts, polygons, binary grids) is
+    read and validated by the one mask reader, ``entitykit.masks.read_mask``."""
+    if isinstance(seg, dict) and isinstance(seg.get("counts"), str):
+        return seg["counts"]
+    from ..masks import read_mask  # noqa: PLC0415
 
-    if isinstance(seg, dict):
-        c = seg["counts"]
-        if isinstance(c, str):
-            return c
-        if isinstance(c, bytes):
-            return c.decode("ascii")
-        r = mask_utils.frPyObjects(seg, h, w)
-        return r["counts"].decode("ascii")
-    if isinstance(seg, list):  # polygons
-        rles = mask_utils.frPyObjects(seg, h, w)
-        r = mask_utils.merge(rles)
-        return r["counts"].decode("ascii")
-    raise TypeError("segmentation is neither an RLE dict nor polygons")
+    return read_mask(seg, h, w)["counts"].decode("ascii")
 
 
 def _group(img_index: np.ndarray, n_img: int) -> tuple[np.ndarray, np.ndarray]:
@@ -256,8 +248,8 @@ def prepare(
                                        f"(image {img_ids[im]!r})")
                 try:
                     g_counts.append(_counts_str(seg, h, w))
-                except Exception as e:  # noqa: BLE001
-                    raise DatasetError(f"unreadable segmentation ({e})", gt_path, f"annotation id {acols['id'][k]}") from None
+                except EntityKitError as e:
+                    raise DatasetError(e.problem, gt_path, f"annotation id {acols['id'][k]}") from None
             g_buf, g_s, g_e = _buffer(g_counts)
         try:
             g_area = np.array(acols["area"], np.float64)[g_order]
@@ -332,8 +324,8 @@ def prepare(
                                       f"{lab} (image {img_ids[im]!r})")
             try:
                 d_counts.append(_counts_str(seg, h, w))
-            except Exception as e:  # noqa: BLE001
-                raise PredictionError(f"unreadable RLE ({e})", pred_path, lab) from None
+            except EntityKitError as e:
+                raise PredictionError(e.problem, pred_path, lab) from None
         d_buf, d_s, d_e = _buffer(d_counts)
     return EvalInputs(img_ids, heights, widths, sources, g_buf, g_s, g_e, g_img, g_area, g_crowd,
                       gids, d_buf, d_s, d_e, d_img, d_score, labels, d_order)
