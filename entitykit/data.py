@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from .dataset import EntityDataset
-from .errors import DatasetError
+from .errors import DatasetError, EntityKitError
 from .images import read_image
 
 
@@ -50,7 +50,11 @@ class JsonSource:
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         img = self.dataset.images[index]
         item = f"image {img['id']!r}"
-        rgb = read_image(self.dataset.image_path(img), exif=self.exif, item=item, expect=(img["height"], img["width"]))
+        path = self.dataset.image_path(img)
+        try:
+            rgb = read_image(path, exif=self.exif, item=item, expect=(img["height"], img["width"]))
+        except EntityKitError as e:  # named as check and pack name it: the dataset, the image, its file
+            raise DatasetError(f"{path}: {e.problem}", self.name, item) from None
         anns = self.groups[img["id"]]
         id_map = self.dataset.paint(img, anns)
         crowd = np.array([bool(a.get("iscrowd")) for a in anns], bool)
