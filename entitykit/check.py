@@ -123,8 +123,6 @@ class Rules:
         self.ann_ids.add(ann["id"])
         if ann["category_id"] != 1 or isinstance(ann["category_id"], bool):
             self.problem(item, f"category_id is {ann['category_id']!r}; entities use category 1")
-        if ann["iscrowd"] not in (0, 1) or isinstance(ann["iscrowd"], bool):
-            self.problem(item, f"iscrowd must be 0 or 1, got {ann['iscrowd']!r}")
         img = self.images.get(ann["image_id"])
         if img is None:
             if ann["image_id"] not in self.refused:

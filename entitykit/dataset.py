@@ -79,7 +79,7 @@ def annotation_entry_problem(ann: Any, *, integer_ids: bool = True,
         bbox = ann["bbox"]
         if not (isinstance(bbox, (list, tuple)) and len(bbox) == 4 and all(_finite(v) for v in bbox)):
             return f"bbox must be [x, y, width, height] as 4 finite numbers, got {bbox!r}"
-    if "iscrowd" in ann and ann["iscrowd"] not in (0, 1) or isinstance(ann.get("iscrowd"), bool):
+    if "iscrowd" in ann and (ann["iscrowd"] not in (0, 1) or isinstance(ann["iscrowd"], bool)):
         return f"iscrowd must be 0 or 1, got {ann['iscrowd']!r}"
     return None
 
