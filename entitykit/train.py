@@ -22,6 +22,7 @@ import os
 import random
 import re
 import shutil
+import sys
 import time
 import tomllib
 from dataclasses import dataclass, field
@@ -403,6 +404,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, stop
     ``stop_after`` ends this process after that many iterations, as an interruption would
     (checkpoints written so far stay; ``resume=True`` continues)."""
     from .model import EntityModel, get_config, prepare_images  # noqa: PLC0415
+    from .model.config import pretrained_problem  # noqa: PLC0415
     from .model.checkpoint import load_checkpoint, read_checkpoint_config  # noqa: PLC0415
 
     cfg.validate()
@@ -437,6 +439,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, stop
             mcfg = mcfg.replace(**cfg.model) if cfg.model else mcfg
         else:
             mcfg = get_config(cfg.preset, **cfg.model)
+            why = pretrained_problem(mcfg)
+            if why:
+                raise EntityKitError(why, item="pretrained")
     except EntityKitError as e:
         where = e.path or (str(run.config_path) if resume_from is not None else None)
         item = f"model.{e.item}" if e.item and not e.item.startswith("model.") and e.item != cfg.preset else e.item
@@ -455,6 +460,11 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, stop
     if solver["batch_size"] % dist.world:
         raise EntityKitError(f"batch_size {solver['batch_size']} is not divisible by the {dist.world} processes",
                              item="batch_size")
+    per_process = solver["batch_size"] // dist.world
+    if dist.world > 1 and dist.main and per_process % mcfg.proposal_group_images:
+        print(f"note: {per_process} image(s) per process is not a multiple of model.proposal_group_images "
+              f"({mcfg.proposal_group_images}): mask proposals are sampled per group within each process, so "
+              "this run samples differently from one with another number of processes", file=sys.stderr)
 
     # --- data: every dataset opened now, so a missing or malformed file stops before anything is written
     sources = [open_source(p, exif=cfg.exif) for p in cfg.train]
@@ -471,7 +481,11 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, stop
     if resume_from is not None:
         model = EntityModel(mcfg.replace(pretrained=None))
     else:
-        model = load_checkpoint(cfg.init, **cfg.model) if cfg.init else EntityModel(mcfg)
+        try:
+            model = load_checkpoint(cfg.init, **cfg.model) if cfg.init else EntityModel(mcfg)
+        except EntityKitError as e:  # e.g. torchvision weights that cannot be fetched offline
+            item = f"model.{e.item}" if e.item and not e.item.startswith("model.") else e.item
+            raise EntityKitError(e.problem, e.path, item) from None
     model.to(device)
     if resume_from is not None:
         _load_weights(model, weights_path, device)

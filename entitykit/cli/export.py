@@ -42,3 +42,24 @@ def export_onnx_cmd(
             console.print("[bold red]error:[/] the exported graph disagrees with PyTorch beyond float rounding "
                           "(please report it with the checkpoint's preset and this size)", highlight=False)
             raise typer.Exit(1)
+
+
+@app.command("import-weights")
+@user_errors
+def import_weights_cmd(
+    source: Path = typer.Argument(..., help="The authors' released checkpoint (detectron2 .pth from their model zoo)."),
+    output: Path = typer.Option(..., "--output", "-o", help="entitykit checkpoint to write (.safetensors, atomically)."),
+    mask_rescore: Optional[bool] = typer.Option(
+        None, "--mask-rescore/--no-mask-rescore",
+        help="Multiply each score by its mask's mean probability (default: as the authors' README: on for Swin, "
+             "off for ResNets)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
+) -> None:
+    """Import one of the authors' trained models (R-50, R-101, R-101-DCNv2, Swin-T, Swin-L) as an entitykit
+    checkpoint for predict, edit, export-onnx and train --init. Read without running pickled code."""
+    from ..model.authors import import_authors_checkpoint
+
+    report = import_authors_checkpoint(source, output, mask_rescore=mask_rescore, overwrite=overwrite)
+    console.print(f"{escape(report.architecture)}: {report.tensors} tensors → {escape(str(report.output))} "
+                  f"(mask rescore {'on' if report.config.mask_rescore else 'off'}; {len(report.dropped)} unused "
+                  f"tensors dropped; source sha256 {report.source_sha256[:12]}…)", highlight=False, soft_wrap=True)

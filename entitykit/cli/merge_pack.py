@@ -35,7 +35,7 @@ def merge(
     output: Path = typer.Option(..., "--output", "-o", help="Merged entity dataset JSON to write (atomically)."),
     names: Optional[str] = typer.Option(None, "--names", help="Comma-separated input names (default: each input's source, else its file stem)."),
     weight: list[str] = typer.Option([], "--weight", "-w", help="NAME=W, repeated: relative share of the output per input (give every input one)."),
-    total: Optional[int] = typer.Option(None, "--total", "-n", help="Number of output images (the paper pre-samples 141,944; default: all input images)."),
+    total: Optional[int] = typer.Option(None, "--total", "-n", help="Number of output images (default: all input images, each once — the paper's Table 4 setting)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the sampling."),
     split: Optional[str] = typer.Option(None, "--split", help="train, val or test: the split of every input (required when it cannot be inferred)."),
     holdout: list[Path] = typer.Option([], "--holdout", help="Validation dataset whose images must not be in the output (repeatable)."),

@@ -7,6 +7,8 @@ not change P3-P7.
 
 from __future__ import annotations
 
+import contextlib
+import io
 from collections import OrderedDict
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 from ..errors import EntityKitError
 from .config import RESNETS, ModelConfig
 
+_FETCH_TIMEOUT_S = 60.0
 _HEAD_KEYS = ("fc.", "head.", "classifier.", "norm.")  # classification-only parts we do not use
 
 
@@ -50,14 +53,22 @@ def _read_state_dict(spec: str, backbone: str) -> dict[str, torch.Tensor]:
         raise EntityKitError(
             f"pretrained={spec!r} is neither an existing file nor a torchvision weights name "
             f"(e.g. {'DEFAULT'!r} or the full enum name for {backbone})", item="pretrained") from exc
+    import socket
+
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(_FETCH_TIMEOUT_S)  # a network that drops packets must not hang the run
     try:
-        return weights.get_state_dict(progress=False, check_hash=True)
+        with contextlib.redirect_stdout(io.StringIO()):  # torch.hub's "Downloading: …" line (on stdout)
+            return weights.get_state_dict(progress=False, check_hash=True)
     except Exception as exc:  # noqa: BLE001 - URLError, SSL errors, hash mismatch, ...
         url = getattr(weights, "url", "?")
         raise EntityKitError(
-            f"could not fetch torchvision weights {spec} ({type(exc).__name__}: {exc}). Without internet, "
-            f"download {url} on another machine and pass the local file path as `pretrained`",
+            f"could not fetch torchvision weights {spec} ({type(exc).__name__}: {exc}); without internet, "
+            f"download {url} on another machine and set pretrained to the local file "
+            '(or pretrained = "none" to start from random weights on purpose)',
             item="pretrained") from exc
+    finally:
+        socket.setdefaulttimeout(previous)
 
 
 def load_trunk_weights(trunk: nn.Module, spec: str, backbone: str) -> None:
@@ -93,11 +104,56 @@ def _freeze(modules: list[nn.Module], trainable: int) -> None:
             p.requires_grad_(False)
 
 
-def _resnet_fpn(cfg: ModelConfig) -> nn.Module:
+class ModulatedDeformConv(nn.Module):
+    """A 3×3 modulated deformable convolution (DCNv2; Zhu et al., CVPR 2019) in place of a plain conv.
+
+    ``offset`` (a 3×3 conv with bias, zero-initialised so that a fresh layer is the plain conv) gives
+    27 channels per location: 18 offsets, laid out (dy, dx) per kernel tap as
+    :func:`torchvision.ops.deform_conv2d` reads them, then 9 modulation logits (sigmoid). ``weight``
+    is C_out×C_in×3×3 with no bias (a norm follows), as the conv it replaces.
+    """
+
+    def __init__(self, conv: nn.Conv2d):
+        super().__init__()
+        self.stride, self.padding, self.dilation = conv.stride, conv.padding, conv.dilation
+        self.weight = conv.weight
+        k = conv.kernel_size[0] * conv.kernel_size[1]
+        self.offset = nn.Conv2d(conv.in_channels, 3 * k, conv.kernel_size, stride=conv.stride,
+                                padding=conv.padding, dilation=conv.dilation)
+        nn.init.zeros_(self.offset.weight)
+        nn.init.zeros_(self.offset.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.offset(x)
+        k = out.shape[1] // 3
+        return torchvision.ops.deform_conv2d(x, out[:, : 2 * k], self.weight, stride=self.stride,
+                                             padding=self.padding, dilation=self.dilation,
+                                             mask=out[:, 2 * k:].sigmoid())
+
+
+def _resnet_trunk(cfg: ModelConfig) -> nn.Module:
+    """torchvision's ResNet, with the two options the authors' MSRA trunks need: the stride of a
+    downsampling block in its 1×1 conv (``stride_in_1x1``) and DCNv2 convs (``deformable_stages``)."""
     norm = FrozenBN if cfg.backbone_norm == "frozen_bn" else nn.BatchNorm2d
     trunk = torchvision.models.get_model(cfg.backbone, weights=None, norm_layer=norm)
-    if cfg.pretrained:
+    stages = [trunk.layer1, trunk.layer2, trunk.layer3, trunk.layer4]  # res2..res5
+    if cfg.stride_in_1x1:
+        if not hasattr(stages[0][0], "conv3"):
+            raise EntityKitError(f"stride_in_1x1 needs a bottleneck ResNet (50/101), not {cfg.backbone}",
+                                 item="stride_in_1x1")
+        for stage in stages:
+            stride = stage[0].conv2.stride
+            stage[0].conv1.stride, stage[0].conv2.stride = stride, (1, 1)
+    for res in cfg.deformable_stages:
+        for block in stages[res - 2]:
+            block.conv2 = ModulatedDeformConv(block.conv2)
+    if cfg.pretrained and cfg.pretrained != "none":
         load_trunk_weights(trunk, cfg.pretrained, cfg.backbone)
+    return trunk
+
+
+def _resnet_fpn(cfg: ModelConfig) -> nn.Module:
+    trunk = _resnet_trunk(cfg)
     stem = nn.ModuleList([trunk.conv1, trunk.bn1])
     _freeze([stem, trunk.layer1, trunk.layer2, trunk.layer3, trunk.layer4], cfg.trainable_layers)
     c5 = trunk.fc.in_features  # 512 (ResNet-18/34) or 2048 (ResNet-50/101)
@@ -106,17 +162,31 @@ def _resnet_fpn(cfg: ModelConfig) -> nn.Module:
                            cfg.fpn_channels, extra_blocks=LastLevelP6P7(c5, cfg.fpn_channels))
 
 
+# Swin (Liu et al., ICCV 2021, Table 1): embed dim C, blocks per stage, heads per stage, stochastic
+# depth (torchvision's for T/S/B; the authors' 0.2 for L, which torchvision does not ship)
+SWINS = {"swin_t": (96, (2, 2, 6, 2), (3, 6, 12, 24), 0.2), "swin_s": (96, (2, 2, 18, 2), (3, 6, 12, 24), 0.3),
+         "swin_b": (128, (2, 2, 18, 2), (4, 8, 16, 32), 0.5), "swin_l": (192, (2, 2, 18, 2), (6, 12, 24, 48), 0.2)}
+
+
+def _swin(name: str, window: int) -> nn.Module:
+    from torchvision.models.swin_transformer import SwinTransformer
+
+    dim, depths, heads, drop = SWINS[name]
+    return SwinTransformer(patch_size=[4, 4], embed_dim=dim, depths=list(depths), num_heads=list(heads),
+                           window_size=[window, window], stochastic_depth_prob=drop)
+
+
 class TransformerTrunk(nn.Module):
     """Strides 8/16/32 of a torchvision Swin or ConvNeXt, as NCHW maps (Swin gets a LayerNorm each)."""
 
-    def __init__(self, name: str, pretrained: str | None):
+    def __init__(self, name: str, pretrained: str | None, window: int = 7):
         super().__init__()
-        model = torchvision.models.get_model(name, weights=None)
-        if pretrained:
+        model = _swin(name, window) if name in SWINS else torchvision.models.get_model(name, weights=None)
+        if pretrained and pretrained != "none":
             load_trunk_weights(model, pretrained, name)
         self.features = model.features  # [stem, stage1, down, stage2, down, stage3, down, stage4]
         self.channels_last = name.startswith("swin")
-        base = 128 if name.endswith(("_b", "_base")) else 96  # embed dim C; stages are C, 2C, 4C, 8C
+        base = SWINS[name][0] if name in SWINS else (128 if name.endswith("_base") else 96)  # C, 2C, 4C, 8C
         dims = [2 * base, 4 * base, 8 * base]
         self.out_channels = dims
         self.norms = nn.ModuleList(nn.LayerNorm(d) if self.channels_last else nn.Identity() for d in dims)
@@ -138,7 +208,7 @@ class TransformerTrunk(nn.Module):
 class TransformerFPN(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.body = TransformerTrunk(cfg.backbone, cfg.pretrained)
+        self.body = TransformerTrunk(cfg.backbone, cfg.pretrained, cfg.swin_window)
         _freeze(self.body.stages(), cfg.trainable_layers)
         self.fpn = FeaturePyramidNetwork(self.body.out_channels, cfg.fpn_channels,
                                          extra_blocks=LastLevelP6P7(cfg.fpn_channels, cfg.fpn_channels))

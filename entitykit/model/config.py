@@ -14,7 +14,7 @@ from ..errors import EntityKitError
 from ..options import check_range, check_value, field_types, suggest, unknown_key_error
 
 RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101")
-TRANSFORMERS = ("swin_t", "swin_s", "swin_b", "convnext_tiny", "convnext_small", "convnext_base")
+TRANSFORMERS = ("swin_t", "swin_s", "swin_b", "swin_l", "convnext_tiny", "convnext_small", "convnext_base")
 BACKBONES = RESNETS + TRANSFORMERS
 PATH_CODES = ("111", "110", "101", "100", "011", "010", "001")
 
@@ -28,9 +28,19 @@ def _paper_path_weights() -> dict[str, float]:
 class ModelConfig:
     # --- backbone + FPN ---
     backbone: str = "resnet50"
-    pretrained: str | None = None  # torchvision weights name ("ResNet50_Weights.IMAGENET1K_V1") or a local file
+    # Initial trunk weights: a torchvision weights name ("ResNet50_Weights.IMAGENET1K_V1"), a local
+    # .pth/.safetensors file, or "none" (random initialisation, on purpose). None = not said: models
+    # build with random weights, but `train` refuses to start (see `pretrained_problem`).
+    pretrained: str | None = None
     trainable_layers: int = 3  # ResNet: FREEZE_AT 2 == stem + layer1 frozen
     backbone_norm: str = "frozen_bn"  # "frozen_bn" | "bn" (ResNets only; trunks from scratch need "bn")
+    # caffe-style (MSRA) ResNet: a downsampling block strides in its first 1×1 conv, not in the 3×3
+    # (detectron2's STRIDE_IN_1X1, the authors' R-50.pkl / R-101.pkl trunks). Same shapes, other features.
+    stride_in_1x1: bool = False
+    # ResNet stages (2 = res2 … 5 = res5) whose 3×3 convs are modulated deformable convs (DCNv2,
+    # torchvision.ops.deform_conv2d); the authors' R-101-DCNv2 model uses (3, 4, 5).
+    deformable_stages: tuple[int, ...] = ()
+    swin_window: int = 7  # Swin attention window (the authors' Swin-L comes with 7 and with 12)
     fpn_channels: int = 256
     # RGB in 0..255; torchvision ImageNet statistics because the weights are torchvision's
     pixel_mean: tuple[float, float, float] = (123.675, 116.28, 103.53)
@@ -57,6 +67,11 @@ class ModelConfig:
     cluster_weight: float = 0.5
     max_proposals_per_image: int = 120
     max_proposals: int = 500
+    # images per proposal-sampling group = the authors' images per GPU (2: batch 16 on 8 GPUs); each group of
+    # that many consecutive images is capped at max_proposals_per_image × its images, then at
+    # max_proposals, and the mask losses are the mean over groups of per-group means (as DDP averages
+    # the authors' per-GPU losses), whatever the number of processes (spec section 6)
+    proposal_group_images: int = 2
     # --- inference ---
     score_thresh: float = 0.05
     pre_nms_topk: int = 1000
@@ -97,6 +112,14 @@ class ModelConfig:
         if self.backbone not in BACKBONES:
             raise EntityKitError(f"unknown backbone {self.backbone!r}; choose one of {', '.join(BACKBONES)}",
                                  item="backbone")
+        if self.pretrained is not None and not self.pretrained.strip():
+            raise EntityKitError('give a torchvision weights name, a local file, or "none"', item="pretrained")
+        if self.backbone not in RESNETS and (self.stride_in_1x1 or self.deformable_stages):
+            raise EntityKitError(f"stride_in_1x1 and deformable_stages apply to ResNets, not {self.backbone}",
+                                 item="deformable_stages" if self.deformable_stages else "stride_in_1x1")
+        if not set(self.deformable_stages) <= {2, 3, 4, 5}:
+            raise EntityKitError(f"deformable_stages are ResNet stages 2..5, got {list(self.deformable_stages)}",
+                                 item="deformable_stages")
         if self.backbone_norm not in ("frozen_bn", "bn"):
             raise EntityKitError("backbone_norm must be 'frozen_bn' or 'bn'", item="backbone_norm")
         if len(self.strides) != 5 or len(self.mask_soi) != 5 or len(self.sizes_of_interest) != 4:
@@ -156,6 +179,7 @@ class ModelConfig:
 _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "trainable_layers": (0, 5, False, False),
     "fpn_channels": (1, None, False, False),
+    "swin_window": (1, None, False, False),
     "pixel_std": (0, None, True, False),
     "size_divisibility": (1, None, False, False),
     "strides": (1, None, False, False),
@@ -175,6 +199,7 @@ _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "cluster_weight": (0, None, False, False),
     "max_proposals_per_image": (1, None, False, False),
     "max_proposals": (1, None, False, False),
+    "proposal_group_images": (1, None, False, False),
     "score_thresh": (0, 1, False, False),
     "pre_nms_topk": (1, None, False, False),
     "nms_thresh": (0, 1, False, False),
@@ -198,23 +223,42 @@ def baseline(cfg: ModelConfig) -> ModelConfig:
     return cfg.replace(path_weights={c: (1.0 if c == "111" else 0.0) for c in PATH_CODES}, cluster_weight=0.0)
 
 
+def pretrained_problem(cfg: ModelConfig) -> str | None:
+    """Why ``cfg`` must not start a training run from fresh weights, or None.
+
+    A model whose ``pretrained`` is not said (None) would train a randomly initialised trunk — with
+    frozen BN holding identity statistics and a frozen random stem, a 90k-iteration run wasted
+    without a warning. Training needs the choice made: a local weights file, a torchvision weights
+    name, or ``"none"`` for random initialisation on purpose.
+    """
+    if cfg.pretrained is not None:
+        return None
+    return ("the trunk's initial weights are not set: give a local file (model.pretrained = "
+            '"resnet50.pth"), a torchvision weights name (e.g. "ResNet50_Weights.IMAGENET1K_V1"), '
+            'or model.pretrained = "none" to train from random weights on purpose')
+
+
+# The paper's presets start from ImageNet weights (the authors': MSRA caffe R-50.pkl / R-101.pkl,
+# ImageNet Swin). These use torchvision's, which fit the default RGB / stride-in-3×3 ResNet; without
+# internet, download the file once and set model.pretrained to its path.
 def _r50_1x() -> ModelConfig:
-    return ModelConfig()
+    return ModelConfig(pretrained="ResNet50_Weights.IMAGENET1K_V1")
 
 
 def _r101_3x() -> ModelConfig:
-    return ModelConfig(backbone="resnet101", max_iter=270_000, lr_steps=(180_000, 250_000))
+    return ModelConfig(backbone="resnet101", pretrained="ResNet101_Weights.IMAGENET1K_V1", max_iter=270_000,
+                       lr_steps=(180_000, 250_000))
 
 
 def _swin_t_1x() -> ModelConfig:
     # P6/P7 from P5, nothing frozen, AdamW as the authors' config intends (spec 10.2)
-    return ModelConfig(backbone="swin_t", trainable_layers=5, optimizer="adamw", lr=1e-4,
-                       weight_decay=0.05, mask_rescore=True)
+    return ModelConfig(backbone="swin_t", pretrained="Swin_T_Weights.IMAGENET1K_V1", trainable_layers=5,
+                       optimizer="adamw", lr=1e-4, weight_decay=0.05, mask_rescore=True)
 
 
 def _tiny() -> ModelConfig:
     """Same architecture, narrow widths: for tests, CPU demos and overfitting checks."""
-    return ModelConfig(backbone="resnet18", backbone_norm="bn", trainable_layers=5, fpn_channels=64,
+    return ModelConfig(backbone="resnet18", pretrained="none", backbone_norm="bn", trainable_layers=5, fpn_channels=64,
                        head_groups=8, mask_branch_channels=32, optimizer="adamw", lr=1e-3,
                        weight_decay=1e-4, ims_per_batch=4, max_iter=300, lr_steps=(), warmup_iters=0,
                        min_size_train=(128,), max_size_train=256, min_size_test=128, max_size_test=256)

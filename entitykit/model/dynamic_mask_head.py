@@ -84,26 +84,52 @@ class DynamicMaskHead(nn.Module):
         return {code: run(code) for code in codes}
 
 
+def group_mean(values: torch.Tensor, groups: torch.Tensor | None = None, num_groups: int = 1) -> torch.Tensor:
+    """Mean over ``num_groups`` groups of each group's mean of ``values`` (N), ``groups`` (N, ints in
+    0..num_groups-1) saying which group each value belongs to.
+
+    This is how the authors' DDP combines a per-GPU mean loss: every GPU (group) weighs the same
+    whatever its number of proposals, and a group without any value contributes 0 but still
+    counts (a GPU without proposals has a zero loss, and DDP divides the summed gradients by the
+    number of GPUs). With one group (or ``groups`` None) it is ``values.mean()``.
+    """
+    if groups is None or num_groups == 1:
+        return values.mean()
+    onehot = (groups[None, :] == torch.arange(num_groups, device=values.device)[:, None]).to(values.dtype)
+    sums = (onehot * values[None, :]).sum(1)  # no index_add: deterministic on every device
+    counts = onehot.sum(1).clamp(min=1)
+    return (sums / counts).mean()
+
+
 def mask_bank_losses(logits: dict[str, torch.Tensor], gt_masks_s4: torch.Tensor,
-                     path_weights: dict[str, float]) -> dict[str, torch.Tensor]:
-    """Per path: mean Dice over proposals of sigmoid(×2-upsampled logits) vs the stride-4 GT mask."""
+                     path_weights: dict[str, float], groups: torch.Tensor | None = None,
+                     num_groups: int = 1) -> dict[str, torch.Tensor]:
+    """Per path: mean Dice over proposals of sigmoid(×2-upsampled logits) vs the stride-4 GT mask.
+
+    With ``groups`` (the sampling group of each proposal, see ``ModelConfig.proposal_group_images``)
+    the mean is taken per group and then over the ``num_groups`` groups (:func:`group_mean`), as
+    the authors' per-GPU means averaged by DDP.
+    """
     out = {}
     for code in PATH_CODES:
         w = path_weights.get(code, 0.0)
         if code in logits and w > 0:
             probs = aligned_bilinear(logits[code], 2).sigmoid()[:, 0]
-            out[f"loss_mask_bank_{code}"] = dice_loss(probs, gt_masks_s4).mean() * w
+            out[f"loss_mask_bank_{code}"] = group_mean(dice_loss(probs, gt_masks_s4), groups, num_groups) * w
     return out
 
 
 def overlap_suppression_loss(logits111: torch.Tensor, gt_inds: torch.Tensor, gt_image: torch.Tensor,
-                             gt_masks_s4: torch.Tensor, annotated_s4: torch.Tensor) -> torch.Tensor:
+                             gt_masks_s4: torch.Tensor, annotated_s4: torch.Tensor,
+                             gt_group: torch.Tensor | None = None, num_groups: int = 1) -> torch.Tensor:
     """Entities of one image compete for each pixel (spec section 5).
 
     logits111: N×1×h×w path-111 logits of the sampled proposals; gt_inds: their global GT index;
     gt_image: image index of every GT; gt_masks_s4: G×H4×W4 targets; annotated_s4: B×H4×W4, False
     on unannotated pixels (void, crowd, padding), which are zeroed after the softmax and so ignored.
-    Returns the mean Dice over participating GTs (GTs with at least one proposal).
+    Returns the mean Dice over participating GTs (GTs with at least one proposal); with
+    ``gt_group`` (the sampling group of every GT) the mean over each group's participating GTs,
+    then over the ``num_groups`` groups (:func:`group_mean`: a group without participants counts 0).
     """
     uniq, inverse = torch.unique(gt_inds, return_inverse=True)
     g = uniq.numel()
@@ -115,4 +141,5 @@ def overlap_suppression_loss(logits111: torch.Tensor, gt_inds: torch.Tensor, gt_
     for b in torch.unique(images).tolist():
         sel = images == b
         probs[sel] = torch.softmax(mean_logits[sel], dim=0) * annotated_s4[b].to(probs.dtype)
-    return dice_loss(probs, gt_masks_s4[uniq]).mean()
+    dice = dice_loss(probs, gt_masks_s4[uniq])
+    return group_mean(dice, None if gt_group is None else gt_group[uniq], num_groups)

@@ -149,15 +149,8 @@ class EntityModel(nn.Module):
         reg_f = torch.cat([_flat(r) for r in reg], 1)
         losses = fcos_losses(cls_f, reg_f, ctr_f, pos, torch.stack(ltrb), cfg)
 
-        # sample proposals for mask training: uniform over the batch (torch RNG, so seeding works)
-        im_inds, loc_inds = pos.nonzero(as_tuple=True)
-        cap = cfg.max_proposals_per_image * images.shape[0]
-        if im_inds.numel() > cap:
-            pick = torch.randperm(im_inds.numel(), device=device)[:cap]
-            im_inds, loc_inds = im_inds[pick], loc_inds[pick]
-        if im_inds.numel() > cfg.max_proposals:
-            pick = torch.randperm(im_inds.numel(), device=device)[: cfg.max_proposals]
-            im_inds, loc_inds = im_inds[pick], loc_inds[pick]
+        # sample proposals for mask training, in groups of images, each as one authors' GPU (torch RNG: seeding works)
+        im_inds, loc_inds, groups, num_groups = self._sample_proposals(pos)
         params_f = torch.cat([_flat(q) for q in params], 1)
         if im_inds.numel() == 0:
             zero = params_f.sum() * 0 + mask_feats.sum() * 0 + sum(p.sum() for p in self.mask_head.parameters()) * 0
@@ -172,11 +165,53 @@ class EntityModel(nn.Module):
         x = self.mask_head.head_inputs(mask_feats, im_inds, locs[loc_inds], levels[loc_inds])
         logits = self.mask_head(x, params_f[im_inds, loc_inds], self.train_codes)
         gt_masks_s4 = torch.cat([g["masks_s4"] for g in gts])
-        losses.update(mask_bank_losses(logits, gt_masks_s4[inst_gt], cfg.path_weights))
+        losses.update(mask_bank_losses(logits, gt_masks_s4[inst_gt], cfg.path_weights, groups, num_groups))
         if cfg.cluster_weight > 0:
             gt_image = torch.cat([torch.full((g["boxes"].shape[0],), i, dtype=torch.long, device=device)
                                   for i, g in enumerate(gts)])
             annotated = torch.stack([g["annotated_s4"] for g in gts])
             losses["loss_mask_cluster"] = cfg.cluster_weight * overlap_suppression_loss(
-                logits["111"], inst_gt, gt_image, gt_masks_s4, annotated)
+                logits["111"], inst_gt, gt_image, gt_masks_s4, annotated,
+                gt_image // cfg.proposal_group_images, num_groups)
         return losses
+
+    def _sample_proposals(self, pos: torch.Tensor):
+        """The positive locations that train the mask head: ``pos`` (B×L, this process's batch) →
+        (image index, location index, group index of each proposal, number of groups).
+
+        The batch is cut into groups of ``cfg.proposal_group_images`` consecutive images (the
+        authors' images per GPU, 2; the last group is smaller when B is not a multiple), and each
+        group is sampled exactly as one of the authors' GPUs: if it has more positives than
+        ``max_proposals_per_image`` × (its images), that many are drawn uniformly at random over
+        the whole group (not per image), then at most ``max_proposals`` of those are kept, again
+        uniformly. A group's proposals come only from its own images, and the rule does not depend
+        on how the global batch is split over processes as long as each process holds a multiple
+        of the group size (DDP hands each process consecutive images of the global batch). Draws
+        use torch's global RNG, group after group, so a seeded run repeats itself; with one group
+        the draws are those of the former whole-batch rule (``proposal_group_images`` ≥ the batch
+        restores that rule). The mask losses are then combined as the authors' DDP combines its
+        per-GPU means: the mean over groups of each group's mean (``dynamic_mask_head.group_mean``;
+        every group weighs the same, the last smaller one included, and a group without proposals
+        counts 0), which DDP's gradient average extends across processes.
+        """
+        cfg = self.cfg
+        b = pos.shape[0]
+        size = cfg.proposal_group_images
+        num_groups = -(-b // size)
+        im_inds, loc_inds = pos.nonzero(as_tuple=True)  # sorted by image: each group is one slice
+        per_image = pos.sum(1).tolist()
+        keep, start = [], 0
+        for g in range(num_groups):
+            first, last = g * size, min(b, (g + 1) * size)
+            n = int(sum(per_image[first:last]))
+            sel = torch.arange(start, start + n, device=pos.device)
+            start += n
+            cap = cfg.max_proposals_per_image * (last - first)
+            if n > cap:
+                sel = sel[torch.randperm(n, device=pos.device)[:cap]]
+            if sel.numel() > cfg.max_proposals:
+                sel = sel[torch.randperm(sel.numel(), device=pos.device)[: cfg.max_proposals]]
+            keep.append(sel)
+        keep = torch.cat(keep)
+        im_inds, loc_inds = im_inds[keep], loc_inds[keep]
+        return im_inds, loc_inds, im_inds // size, num_groups

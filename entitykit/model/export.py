@@ -62,6 +62,24 @@ def check_export_options(height: int, width: int, opset: int) -> None:
                              f"torch's exporter goes up to {max_opset()}), got {opset}")
 
 
+DEFORM_OPSET = 19  # ONNX DeformConv (DCNv2 models)
+
+
+def _register_deform_conv() -> None:
+    """torchvision's ``deform_conv2d`` as ONNX ``DeformConv`` (opset 19; same offset layout: (dy, dx)
+    per kernel tap, then the modulation mask). torchvision registers no exporter for it."""
+    from torch.onnx import register_custom_op_symbolic, symbolic_helper  # noqa: PLC0415
+
+    @symbolic_helper.parse_args("v", "v", "v", "v", "v", "i", "i", "i", "i", "i", "i", "i", "i", "b")
+    def deform_conv(g, x, weight, offset, mask, bias, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups,
+                    offset_groups, use_mask):
+        inputs = [x, weight, offset, bias] + ([mask] if use_mask else [])
+        return g.op("DeformConv", *inputs, dilations_i=[dil_h, dil_w], group_i=groups,
+                    offset_group_i=offset_groups, pads_i=[pad_h, pad_w, pad_h, pad_w], strides_i=[stride_h, stride_w])
+
+    register_custom_op_symbolic("torchvision::deform_conv2d", deform_conv, DEFORM_OPSET)
+
+
 def export_onnx(model: EntityModel, path: str | Path, height: int, width: int, opset: int = 17,
                 example: torch.Tensor | None = None) -> Path:
     """Trace eval-mode inference for a (height, width) RGB image; any size, no padding needed.
@@ -74,6 +92,11 @@ def export_onnx(model: EntityModel, path: str | Path, height: int, width: int, o
     from ..fileio import atomic_path  # noqa: PLC0415
 
     check_export_options(height, width, opset)
+    if model.cfg.deformable_stages:
+        if opset < DEFORM_OPSET:
+            raise EntityKitError(f"this model's deformable convs (DCNv2) need ONNX DeformConv: --opset "
+                                 f"{DEFORM_OPSET} or later, got {opset}")
+        _register_deform_conv()
     device = next(model.parameters()).device
     graph = _InferenceGraph(model, (height, width)).to(device)
     dummy = (torch.full((1, 3, height, width), 128, dtype=torch.uint8) if example is None
