@@ -305,22 +305,65 @@ def test_unsupported_architectures_are_named(tmp_path):
 
 class _Payload:
     def __reduce__(self):
-        return (Path.touch, (Path("/tmp/entitykit-pickle-ran"),))
+        import os
+
+        return (os.system, ("touch /tmp/entitykit-pickle-ran",))
 
 
 def test_pickled_code_is_refused_not_run(tmp_path):
+    import pickle
+
     marker = Path("/tmp/entitykit-pickle-ran")
     marker.unlink(missing_ok=True)
     torch.save({"model": {"a": torch.zeros(1)}, "evil": _Payload()}, tmp_path / "evil.pth")
-    with pytest.raises(EntityKitError, match="without running pickled code"):
-        read_detectron2_checkpoint(tmp_path / "evil.pth")
+    with open(tmp_path / "evil.pkl", "wb") as f:  # a plain pickle, as detectron2's model-zoo .pkl files
+        pickle.dump({"model": {"a": np.zeros(2)}, "evil": _Payload()}, f)
+    for name in ("evil.pth", "evil.pkl"):
+        with pytest.raises(EntityKitError, match=r"refused: the file asks to import (posix|nt|os)\.system"):
+            read_detectron2_checkpoint(tmp_path / name)
     assert not marker.exists()
 
 
-def test_numpy_arrays_of_older_detectron2_files_are_read(tmp_path):
-    torch.save({"model": {"w": np.arange(6, dtype=np.float32).reshape(2, 3)}, "__author__": "x"}, tmp_path / "np.pth")
-    state = read_detectron2_checkpoint(tmp_path / "np.pth")
-    assert torch.equal(state["w"], torch.arange(6.0).view(2, 3))
+def test_numpy_arrays_and_scalars_of_older_detectron2_files_are_read(tmp_path):
+    import pickle
+
+    state = {"w": np.arange(6, dtype=np.float32).reshape(2, 3), "n": np.array(7), "s": np.float32(2.5)}
+    torch.save({"model": state, "__author__": "x"}, tmp_path / "np.pth")
+    with open(tmp_path / "np.pkl", "wb") as f:
+        pickle.dump({"model": state}, f, protocol=2)
+    torch.save({"model": {k: torch.as_tensor(v) for k, v in state.items()}}, tmp_path / "legacy.pth",
+               _use_new_zipfile_serialization=False)
+    for name in ("np.pth", "np.pkl", "legacy.pth"):
+        got = read_detectron2_checkpoint(tmp_path / name)
+        assert torch.equal(got["w"], torch.arange(6.0).view(2, 3)), name
+        assert got["n"].shape == () and int(got["n"]) == 7, name  # 0-d stays 0-d (BN step counters)
+        assert got["s"].shape == () and float(got["s"]) == 2.5, name
+
+
+def test_unreadable_files_say_what_is_wrong(tmp_path, r50):
+    (tmp_path / "notes.txt").write_text("hello\n")
+    (tmp_path / "empty.pth").write_bytes(b"")
+    data = (r50[2] / "R_50_1x.pth").read_bytes()
+    (tmp_path / "cut.pth").write_bytes(data[: len(data) // 2])
+    for name, words in (("notes.txt", "not a PyTorch checkpoint"), ("empty.pth", "empty"),
+                        ("cut.pth", "truncated or corrupt")):
+        with pytest.raises(EntityKitError, match=words) as e:
+            read_detectron2_checkpoint(tmp_path / name)
+        assert "weights_only" not in str(e.value)  # torch's advice to switch the safety off is not repeated
+
+
+def test_every_kind_of_problem_is_listed_at_once(tmp_path):
+    state = authors_state()
+    state["det_head.fcos_head.bogus.weight"] = torch.zeros(2)
+    del state["backbone.bottom_up.res3.1.conv2.weight"]
+    state["controller.out_conv.weight"] = torch.zeros(170, 256, 3, 3)
+    torch.save({"model": state}, tmp_path / "many.pth")
+    with pytest.raises(EntityKitError) as e:
+        import_authors_checkpoint(tmp_path / "many.pth", tmp_path / "many.safetensors")
+    text = str(e.value)
+    assert "R-50" in text and "unknown 1: det_head.fcos_head.bogus.weight" in text
+    assert "missing 1: backbone.bottom_up.res3.1.conv2.weight" in text
+    assert "controller.out_conv.weight (170, 256, 3, 3) vs (169, 256, 3, 3)" in text
 
 
 def test_cli_import_then_predict_on_a_real_photo(r50, tmp_path):
@@ -380,8 +423,16 @@ def test_imported_model_fine_tunes_with_train_init(r50, tmp_path, one_torch_thre
     _, report, _ = r50
     p = write_synthetic_panoptic(tmp_path / "data", 2, height=64, width=64, segments=4, seed=2)
     convert_coco_panoptic(p, image_root=tmp_path / "data" / "images").save(tmp_path / "train.json")
+    # a run config that names ImageNet weights (as the paper's example configs do) still starts from --init
     run = train(TrainConfig(train=[str(tmp_path / "train.json")], output=str(tmp_path / "run"), init=str(report.output),
-                            max_iter=1, batch_size=1, min_sizes=[64], max_size=64, checkpoint_period=1, log_period=1),
+                            max_iter=1, batch_size=1, min_sizes=[64], max_size=64, checkpoint_period=1, log_period=1,
+                            model={"pretrained": "ResNet50_Weights.IMAGENET1K_V1"}),
                 progress=False)
     cfg, _ = read_checkpoint_config(run.final_checkpoint)
     assert run.iterations == 1 and cfg.stride_in_1x1 and cfg.pixel_std == (1.0, 1.0, 1.0)
+    # an override that changes the architecture is named, not blamed on the checkpoint
+    with pytest.raises(EntityKitError, match="model.fpn_channels change the architecture"):
+        load_checkpoint(report.output, fpn_channels=64)
+    # the authors' .pth where a checkpoint is expected: the error says to import it
+    with pytest.raises(EntityKitError, match="entitykit import-weights R_50_1x.pth"):
+        load_checkpoint(r50[2] / "R_50_1x.pth")

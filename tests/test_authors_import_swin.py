@@ -390,7 +390,7 @@ def test_missing_extra_and_misshaped_swin_keys_are_named(swin_t, shared_swin_t_m
     _refused(tmp_path, "missing_merge", {k: v for k, v in base.items() if k != f"{b}.layers.1.downsample.norm.bias"},
              "missing 1", f"{b}.layers.1.downsample.norm.bias")
     _refused(tmp_path, "extra", {**base, f"{b}.layers.0.blocks.1.attn.bogus.weight": torch.zeros(3)},
-             f"unknown tensor(s) for swin_t: {b}.layers.0.blocks.1.attn.bogus.weight")
+             f"unknown 1: {b}.layers.0.blocks.1.attn.bogus.weight")
     _refused(tmp_path, "extra_norm", {**base, f"{b}.norm4.weight": torch.zeros(768)}, f"{b}.norm4.weight")
     _refused(tmp_path, "extra_merge", {**base, f"{b}.layers.3.downsample.reduction.weight": torch.zeros(1536, 3072)},
              "extra 1", f"{b}.layers.3.downsample.reduction.weight")

@@ -24,10 +24,13 @@ tensors are accepted and dropped: the res2 FPN convs (``fpn_lateral2``/``fpn_out
 read P3–P7 only) and, for Swin, the stride-4 output norm ``norm0`` and the fixed
 ``relative_position_index`` tables (checked equal to the ones entitykit builds).
 
-**Safe loading**: the file is read with ``torch.load(weights_only=True)``, which unpickles only
-tensors and plain containers and refuses any other object; numpy arrays (older detectron2 files)
-are allowed through ``torch.serialization.safe_globals`` for numpy's array rebuild functions only. No
-code in the file is executed; a file that needs anything else is refused with a message.
+**Safe loading**: a ``torch.save`` file is read with ``torch.load(weights_only=True)``, which
+unpickles only tensors and plain containers and refuses any other object; numpy arrays and scalars
+(older detectron2 files) are allowed through ``torch.serialization.safe_globals`` for numpy's
+rebuild functions only. A plain pickle (detectron2's model-zoo ``.pkl`` of numpy arrays) is read by
+a restricted unpickler that can build dicts and numpy arrays and refuses every other import before
+it runs. No code in the file is executed; a file that needs anything else is refused with a message
+naming what it asked for.
 
 Supported: the ResNet models (R-50 / R-101, 1x / 3x / baseline), R-101-DCNv2, Swin-T and Swin-L
 (window 7 or 12). SegFormer (MiT) models are refused by name: entitykit has no MiT trunk.
@@ -38,7 +41,9 @@ does not, so outputs differ only for images with a side of at most 32·w px (224
 from __future__ import annotations
 
 import hashlib
+import pickle
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,27 +89,73 @@ def read_detectron2_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
         raise EntityKitError("checkpoint file not found", path=path)
     import numpy as np
 
-    allowed = [np.ndarray, np.dtype, np.core.multiarray._reconstruct]  # noqa: SLF001
-    allowed += [type(np.dtype(t)) for t in ("float32", "float64", "int64", "int32", "uint8")]
+    allowed = [np.ndarray, np.dtype, np.core.multiarray._reconstruct, np.core.multiarray.scalar]  # noqa: SLF001
+    allowed += [type(np.dtype(t)) for t in ("float32", "float64", "float16", "int64", "int32", "uint8", "bool")]
     try:
-        with torch.serialization.safe_globals(allowed):
-            obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        if _plain_pickle(path):  # detectron2's model-zoo .pkl (numpy arrays, often a Python 2 pickle)
+            with open(path, "rb") as f:
+                obj = _RestrictedUnpickler(f, encoding="latin1").load()
+        else:
+            with warnings.catch_warnings(), torch.serialization.safe_globals(allowed):
+                warnings.simplefilter("ignore")  # torch's advice to turn the safety off is not ours to repeat
+                obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - pickle errors, zip errors, refused globals
-        why = " ".join(str(exc).split())[:300]
-        raise EntityKitError(
-            f"cannot read as a PyTorch checkpoint without running pickled code ({type(exc).__name__}: {why})",
-            path=path) from exc
+        raise EntityKitError(_load_problem(path, exc), path=path) from None
     state = obj.get("model", obj) if isinstance(obj, dict) else None
     if not isinstance(state, dict) or not state:
         raise EntityKitError("holds no state dict (expected a dict with a 'model' entry of tensors)", path=path)
     out: dict[str, torch.Tensor] = {}
     for key, value in state.items():
-        if isinstance(value, np.ndarray):
-            value = torch.from_numpy(np.ascontiguousarray(value))
+        if isinstance(value, (np.ndarray, np.generic)):
+            value = torch.from_numpy(np.array(value, order="C", copy=True))  # 0-d stays 0-d
         if not isinstance(key, str) or not isinstance(value, torch.Tensor):
             raise EntityKitError(f"entry {key!r} is a {type(value).__name__}, not a tensor", path=path)
         out[key[len("module."):] if key.startswith("module.") else key] = value
     return out
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """A pickle reader that can build numpy arrays and dicts and nothing else (the Python docs'
+    "restricting globals" recipe): any other import in the file is refused before it runs."""
+
+    ALLOWED = {("collections", "OrderedDict"), ("numpy", "ndarray"), ("numpy", "dtype"),
+               ("numpy.core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "scalar"),
+               ("numpy._core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "scalar"),
+               ("_codecs", "encode")}  # how protocol-2 pickles of Python 3 store bytes (str → bytes only)
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"weights_only: GLOBAL {module}.{name}")
+
+
+def _plain_pickle(path: Path) -> bool:
+    """A plain pickle stream, not torch.save's zip archive nor its legacy format (whose first pickled
+    object is the 10-byte magic number: opcode LONG1 with length 10 right after the protocol)."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    return head[:1] == b"\x80" and head[2:4] != b"\x8a\x0a"
+
+
+def _load_problem(path: Path, exc: Exception) -> str:
+    """One line on why ``torch.load(weights_only=True)`` refused a file, without torch's advice to
+    disable the check."""
+    text = " ".join(str(exc).split())
+    refused = re.search(r"GLOBAL ([\w.]+)", text)
+    if "weights_only" in text and refused:
+        return (f"refused: the file asks to import {refused.group(1)} while loading, which could run code; a "
+                "detectron2 checkpoint holds only tensors and plain containers")
+    if "weights_only" in text:
+        return "refused: the file needs objects other than tensors and plain containers to load"
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not head:
+        return "the file is empty"
+    if head[:2] == b"PK":
+        return f"truncated or corrupt PyTorch checkpoint (its zip archive cannot be read: {type(exc).__name__})"
+    if head[:1] != b"\x80":
+        return "not a PyTorch checkpoint (neither a torch.save zip archive nor a pickle)"
+    return f"truncated or corrupt PyTorch checkpoint ({type(exc).__name__})"
 
 
 # ---------------------------------------------------------------------------------- architecture
@@ -296,7 +347,7 @@ def authors_state_to_entitykit(state: dict[str, torch.Tensor], cfg: ModelConfig)
             value = value.flatten()  # the original Swin keeps it (w², w²); torchvision flattens it
         out[name] = value
     if unknown:
-        raise EntityKitError(f"{len(unknown)} unknown tensor(s) for {cfg.backbone}: {_listing(unknown)}")
+        raise UnknownTensors(unknown)
     scales = [state.get(f"det_head.fcos_head.scales.{level}.scale") for level in range(5)]
     if all(s is not None for s in scales):
         out["head.scales"] = torch.cat([s.reshape(-1) for s in scales])
@@ -309,6 +360,14 @@ def authors_state_to_entitykit(state: dict[str, torch.Tensor], cfg: ModelConfig)
         w[:, -2], w[:, -1] = out[first][:, -1], out[first][:, -2]  # their (y, x) → entitykit's (x, y)
         out[first] = w
     return out, dropped
+
+
+class UnknownTensors(EntityKitError):
+    """Tensors of the checkpoint that the rename does not know (listed in the authors' names)."""
+
+    def __init__(self, keys: list[str]):
+        self.keys = keys
+        super().__init__(f"unknown {len(keys)}: {_listing(keys)}")
 
 
 def _listing(keys: list[str], limit: int = 8) -> str:
@@ -357,15 +416,16 @@ def authors_name(key: str) -> str:
     return key
 
 
-def load_authors_state(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
-    """Load a renamed state dict into ``model``, refusing missing, extra or mis-shaped tensors with
-    one message that lists them by the authors' names (:func:`authors_name`)."""
+def load_authors_state(model: torch.nn.Module, state: dict[str, torch.Tensor], unknown: list[str] = ()) -> None:
+    """Load a renamed state dict into ``model``, refusing unknown (given), missing, extra or
+    mis-shaped tensors with one message that lists every kind by the authors' names
+    (:func:`authors_name`)."""
     target = model.state_dict()
     missing = [authors_name(k) for k in target if k not in state and not k.endswith("num_batches_tracked")]
     extra = [authors_name(k) for k in state if k not in target]
     shapes = [f"{authors_name(k)} {tuple(state[k].shape)} vs {tuple(target[k].shape)}"
               for k in state if k in target and state[k].shape != target[k].shape]
-    problems = []
+    problems = [f"unknown {len(unknown)}: {_listing(list(unknown))}"] if unknown else []
     if missing:
         problems.append(f"missing {len(missing)}: {_listing(missing)}")
     if extra:
@@ -408,9 +468,18 @@ def import_authors_checkpoint(source: str | Path, output: str | Path, *, mask_re
     state = read_detectron2_checkpoint(source)
     try:
         arch, cfg = authors_config(state, mask_rescore=mask_rescore)
-        renamed, dropped = authors_state_to_entitykit(state, cfg)
+        try:
+            renamed, dropped = authors_state_to_entitykit(state, cfg)
+            unknown: list[str] = []
+        except UnknownTensors as exc:  # the other problems too, in one message
+            known = {k: v for k, v in state.items() if k not in exc.keys}
+            renamed, dropped = authors_state_to_entitykit(known, cfg)
+            unknown = exc.keys
         model = EntityModel(cfg)
-        load_authors_state(model, renamed)
+        try:
+            load_authors_state(model, renamed, unknown)
+        except EntityKitError as exc:
+            raise EntityKitError(f"{arch}: {exc.problem}") from None
     except EntityKitError as exc:
         raise EntityKitError(exc.problem, path=source, item=exc.item) from None
     digest = hashlib.sha256()

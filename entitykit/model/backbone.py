@@ -74,6 +74,9 @@ def _read_state_dict(spec: str, backbone: str) -> dict[str, torch.Tensor]:
 def load_trunk_weights(trunk: nn.Module, spec: str, backbone: str) -> None:
     state = _read_state_dict(spec, backbone)
     state = {k: v for k, v in state.items() if not k.startswith(_HEAD_KEYS)}
+    if any(k.startswith("backbone.bottom_up.") for k in state):
+        raise EntityKitError(f"{spec} is a whole detectron2 model (the authors'?), not trunk weights: import it "
+                             "with `entitykit import-weights` and start from it with `--init`", item="pretrained")
     try:
         missing, unexpected = trunk.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # shape mismatch: weights of another architecture

@@ -39,7 +39,9 @@ def read_checkpoint_config(path: str | Path) -> tuple[ModelConfig, dict[str, str
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
     except Exception as exc:  # noqa: BLE001 - not a safetensors file
-        raise EntityKitError(f"not a safetensors checkpoint: {exc}", path=path) from exc
+        hint = ("; an authors' detectron2 checkpoint? import it first: entitykit import-weights "
+                f"{path.name} -o model.safetensors") if path.suffix in (".pth", ".pkl", ".pt") else ""
+        raise EntityKitError(f"not a safetensors checkpoint: {exc}{hint}", path=path) from exc
     if meta.get("format") != FORMAT or "config" not in meta:
         raise EntityKitError("safetensors file has no entitykit model config in its metadata", path=path)
     try:
@@ -53,9 +55,11 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
                     **overrides) -> EntityModel:
     """Rebuild the model from the embedded config (overrides e.g. score_thresh) and load its weights.
 
-    Backbone weights are never fetched here: the checkpoint already holds them.
+    Backbone weights are never fetched here: the checkpoint already holds them, so a ``pretrained``
+    override is ignored (a run config that names ImageNet weights can still start from a checkpoint).
     """
     cfg, _ = read_checkpoint_config(path)
+    overrides = {k: v for k, v in overrides.items() if k != "pretrained"}
     cfg = cfg.replace(pretrained=None, **overrides)
     model = EntityModel(cfg)
     from safetensors.torch import load_file
@@ -64,5 +68,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
+        if overrides:
+            changed = ", ".join(f"model.{k}" for k in sorted(overrides))
+            raise EntityKitError(f"the model options {changed} change the architecture this checkpoint was "
+                                 "saved with; its weights no longer fit (leave them out to start from it)",
+                                 path=path) from None
         raise EntityKitError(f"weights do not match the embedded config: {exc}", path=path) from exc
     return model.to(map_location).eval()
