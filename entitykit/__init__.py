@@ -2,9 +2,31 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from typing import Any
 
-from .dataset import EntityDataset  # noqa: E402
 from .errors import DatasetError, EntityKitError, PredictionError  # noqa: E402
 
+
+def _version() -> str:
+    """The installed distribution's version (pyproject.toml is the one place it is written)."""
+    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+
+    try:
+        return version("entitykit")
+    except PackageNotFoundError:  # a source tree on sys.path without an install
+        return "0+unknown"
+
+
+__version__ = _version()
+
 __all__ = ["EntityDataset", "EntityKitError", "DatasetError", "PredictionError", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    # EntityDataset is imported on first use: `import entitykit.cli` (every command's start-up)
+    # need not pay for numpy, Pillow and pycocotools before it knows what it will do.
+    if name == "EntityDataset":
+        from .dataset import EntityDataset  # noqa: PLC0415
+
+        return EntityDataset
+    raise AttributeError(f"module 'entitykit' has no attribute {name!r}")

@@ -42,12 +42,18 @@ def run_demo(
     seed: int = 0,
     overwrite: bool = False,
     progress: bool = False,
+    threads: int = 0,
     log=lambda msg: None,
 ) -> DemoResult:
     """Run every stage; ``iterations=0`` stops after the data stages (no model). Options are checked
-    before anything is written; a demo that stops leaves no half-made folder behind (a new one is removed)."""
+    before anything is written; a demo that stops leaves no half-made folder behind (a new one is removed).
+    ``threads``: PyTorch's CPU threads for training and prediction (0: :mod:`entitykit.threads`' rule,
+    1 on a 2-core machine, so a busy machine does not make the demo many times slower)."""
     from .fileio import check_output  # noqa: PLC0415
     from .synth import check_synth_options  # noqa: PLC0415
+    from .threads import check_threads  # noqa: PLC0415
+
+    check_threads(threads)
 
     for name, value, low in (("iterations", iterations, 0), ("train-images", train_images, 1),
                              ("val-images", val_images, 1)):
@@ -60,15 +66,28 @@ def run_demo(
     if overwrite and (out_dir / "run").is_dir():  # --overwrite replaces the demo folder, its earlier run too
         shutil.rmtree(out_dir / "run")
     try:
-        return _run(out_dir, train_images, val_images, iterations, height, width, segments, seed, progress, log)
+        return _run(out_dir, train_images, val_images, iterations, height, width, segments, seed, progress, threads,
+                    log)
     except BaseException:
         if fresh:  # a demo that stops (an error, Ctrl-C, a full disk) leaves no half-made folder behind
             shutil.rmtree(out_dir, ignore_errors=True)
         raise
 
 
+def demo_train_config(train_json: str | Path, output: str | Path, iterations: int = 900, *, height: int = 128,
+                      width: int = 160, seed: int = 0, threads: int = 0):
+    """The demo's training run (the ``tiny`` preset, batch 4, AdamW 2e-3, a step at 80 %) as a
+    :class:`~entitykit.train.TrainConfig`; ``benchmarks/bench_busy.py`` times exactly this."""
+    from .train import TrainConfig  # noqa: PLC0415
+
+    return TrainConfig(train=[str(train_json)], output=str(output), preset="tiny", max_iter=iterations, batch_size=4,
+                       lr=2e-3, warmup_iters=min(20, iterations // 4), lr_steps=[int(iterations * 0.8)],
+                       min_sizes=[height], max_size=width, model={"min_size_test": height, "max_size_test": width},
+                       log_period=10, seed=seed, threads=threads)
+
+
 def _run(out_dir: Path, train_images: int, val_images: int, iterations: int, height: int, width: int, segments: int,
-         seed: int, progress: bool, log) -> DemoResult:
+         seed: int, progress: bool, threads: int, log) -> DemoResult:
     import time
 
     seconds: dict[str, float] = {}
@@ -94,20 +113,20 @@ def _run(out_dir: Path, train_images: int, val_images: int, iterations: int, hei
 
     from .evaluation import evaluate
     from .predict import predict
-    from .train import TrainConfig, train
+    from .threads import use_threads
+    from .train import train
 
     t = time.perf_counter()
-    run = train(TrainConfig(train=[str(paths["train"])], output=str(out_dir / "run"), preset="tiny", max_iter=iterations,
-                            batch_size=4, lr=2e-3, warmup_iters=min(20, iterations // 4), lr_steps=[int(iterations * 0.8)],
-                            min_sizes=[height], max_size=width,
-                            model={"min_size_test": height, "max_size_test": width}, log_period=10, seed=seed),
-                progress=progress)
+    run = train(demo_train_config(paths["train"], out_dir / "run", iterations, height=height, width=width, seed=seed,
+                                  threads=threads), progress=progress)
     seconds["train"] = time.perf_counter() - t
     result.checkpoint = run.final_checkpoint
     log(f"[bold]2. trained[/] the tiny model for {iterations} iterations in {seconds['train']:.0f} s → {run.final_checkpoint}")
 
     t = time.perf_counter()
-    pred = predict(run.final_checkpoint, [], out_dir / "predictions", dataset=paths["val"], overwrite=True, progress=progress)
+    with use_threads(threads):
+        pred = predict(run.final_checkpoint, [], out_dir / "predictions", dataset=paths["val"], overwrite=True,
+                       progress=progress)
     seconds["predict"] = time.perf_counter() - t
     result.predictions = pred.out_dir
     log(f"[bold]3. predicted[/] {len(pred.images)} held-out images: id maps, scores and overlays → {pred.out_dir}")

@@ -7,6 +7,7 @@ import errno
 import json
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -29,6 +30,8 @@ def atomic_path(path: str | Path, *, overwrite: bool = True) -> Iterator[Path]:
     with ``overwrite`` (or when it is empty): a mistyped folder name must not delete a user's data.
     A failure to write (a full disk, a read-only folder) is an :class:`EntityKitError` naming
     ``path`` — the output the user asked for, not the temporary file it happened in.
+    What lands at ``path`` has the modes the umask gives any new file or folder (0644 / 0755
+    under umask 022), whatever wrote it (safetensors writes 0600).
     """
     path = Path(path)
     if not overwrite and path.is_dir() and any(path.iterdir()):
@@ -51,6 +54,7 @@ def atomic_path(path: str | Path, *, overwrite: bool = True) -> Iterator[Path]:
             raise EntityKitError("is a folder; give a file name for the output", path)
         if path.exists() and not path.is_dir() and target.is_dir():
             raise EntityKitError("exists and is not a folder; give a folder for the output", path)
+        _umask_modes(target)
         if path.is_dir() and target.is_dir():
             old = tmp / "old"
             os.replace(path, old)
@@ -65,6 +69,47 @@ def atomic_path(path: str | Path, *, overwrite: bool = True) -> Iterator[Path]:
         if tmp is not None:
             _ACTIVE.remove(tmp)
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux shows it (os.umask can only set it)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _umask_modes(target: Path) -> None:
+    """Give ``target`` (and, for a folder, everything in it) the permission bits a freshly created
+    file (0o666) or folder (0o777) gets under the umask; execute bits a file has are kept.
+    Writers that create private files (safetensors: 0600) would otherwise leave them unreadable to
+    the group and others, unlike every other output."""
+    mask = _umask()
+
+    def fix(p: str, st_mode: int, is_dir: bool) -> None:
+        perms = st_mode & 0o777
+        want = (0o777 if is_dir else (perms & 0o111) | 0o666) & ~mask
+        if perms != want:
+            os.chmod(p, (st_mode & 0o7000) | want)  # setgid folders etc. keep their special bits
+
+    st = os.lstat(target)
+    if stat.S_ISLNK(st.st_mode):
+        return
+    fix(str(target), st.st_mode, stat.S_ISDIR(st.st_mode))
+    if not stat.S_ISDIR(st.st_mode):
+        return
+    for root, dirs, files in os.walk(target):
+        for name in dirs + files:
+            p = os.path.join(root, name)
+            st = os.lstat(p)
+            if not stat.S_ISLNK(st.st_mode):
+                fix(p, st.st_mode, stat.S_ISDIR(st.st_mode))
 
 
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}  # only writing causes these

@@ -1,72 +1,205 @@
-"""Small line charts drawn with Pillow (no plotting library needed for a loss or PR curve)."""
+"""Charts people read: training curves (losses, validation APe) and precision–recall curves.
+
+Drawn with matplotlib's object API on its Agg canvas (no pyplot, no global backend switch, no
+display needed); matplotlib is imported inside the functions, so importing entitykit stays fast.
+Colours are the Okabe–Ito colour-blind-safe set; when a chart has more series than colours, the
+line style changes too, so no two series look alike. Legends sit outside the axes, where they
+cannot hide a curve.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
-from PIL import Image, ImageDraw
-
-# tab10 then the light half of tab20: a full-model run logs 11 loss terms, all distinct up to 20
-PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
-           (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
-           (174, 199, 232), (255, 187, 120), (152, 223, 138), (255, 152, 150), (197, 176, 213),
-           (196, 156, 148), (247, 182, 210), (199, 199, 199), (219, 219, 141), (158, 218, 229)]
+# Okabe & Ito (2008), "Color Universal Design": distinguishable with every common colour-vision
+# deficiency. Yellow (#F0E442) is left out: too pale for a thin line on white.
+OKABE_ITO = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
+LINE_STYLES = ("-", "--", "-.", ":")
+DPI = 100
 
 
-def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
-    if hi <= lo:
-        return [lo]
-    step = 10 ** math.floor(math.log10((hi - lo) / n))
-    for m in (1, 2, 5, 10):
-        if (hi - lo) / (step * m) <= n:
-            step *= m
-            break
-    start = math.ceil(lo / step) * step
-    return [start + i * step for i in range(int((hi - start) / step + 1e-9) + 1)]
+def series_style(k: int) -> dict:
+    """Colour and line style of the k-th series: 7 colours × 4 styles, 28 distinct looks, and
+    consecutive series always differ in colour."""
+    return {"color": OKABE_ITO[k % len(OKABE_ITO)], "linestyle": LINE_STYLES[(k // len(OKABE_ITO)) % len(LINE_STYLES)]}
 
 
-def line_chart(panels: list[dict], path: str | Path, *, width: int = 640, height: int = 360) -> None:
-    """One chart per panel, side by side. A panel: {title, xlabel, series: {name: (xs, ys)}, log_y?}."""
-    img = Image.new("RGB", (width * len(panels), height), "white")
-    draw = ImageDraw.Draw(img)
-    for p, panel in enumerate(panels):
-        ox = p * width
-        left, right, top, bottom = ox + 60, ox + width - 20, 30, height - 45
-        draw.text((ox + 60, 8), panel.get("title", ""), fill="black")
-        pts = [(x, y) for xs, ys in panel["series"].values() for x, y in zip(xs, ys) if y is not None and math.isfinite(y)]
-        if not pts:
+def _figure(width_px: int, height_px: int):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415
+    from matplotlib.figure import Figure  # noqa: PLC0415
+
+    fig = Figure(figsize=(width_px / DPI, height_px / DPI), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig, path: str | Path) -> None:
+    # no bbox_inches="tight": the PNG is exactly the size asked for; the constrained layout makes room
+    fig.savefig(path, format="png", dpi=DPI, facecolor="white")
+
+
+def _finite(xs, ys, positive: bool) -> tuple[list[float], list[float]]:
+    px, py = [], []
+    for x, y in zip(xs, ys):
+        if y is None or x is None:
             continue
-        log_y = panel.get("log_y", False) and all(y > 0 for _, y in pts)
-        f = (lambda v: math.log10(v)) if log_y else (lambda v: v)
-        x0, x1 = min(x for x, _ in pts), max(x for x, _ in pts)
-        y0, y1 = min(f(y) for _, y in pts), max(f(y) for _, y in pts)
-        if x1 == x0:
-            x1 = x0 + 1
-        if y1 == y0:
-            y1 = y0 + 1
-        sx = lambda x: left + (x - x0) / (x1 - x0) * (right - left)  # noqa: E731
-        sy = lambda y: bottom - (f(y) - y0) / (y1 - y0) * (bottom - top)  # noqa: E731
-        draw.rectangle([left, top, right, bottom], outline=(180, 180, 180))
-        for t in _ticks(y0, y1):
-            yy = bottom - (t - y0) / (y1 - y0) * (bottom - top)
-            draw.line([left, yy, right, yy], fill=(235, 235, 235))
-            draw.text((ox + 4, yy - 6), f"{10 ** t:.3g}" if log_y else f"{t:.3g}", fill="black")
-        for t in _ticks(x0, x1):
-            xx = sx(t)
-            draw.text((xx - 10, bottom + 4), f"{t:g}", fill="black")
-        draw.text((left + (right - left) // 2 - 20, bottom + 22), panel.get("xlabel", ""), fill="black")
+        y = float(y)
+        if math.isfinite(y) and (not positive or y > 0):
+            px.append(float(x))
+            py.append(y)
+    return px, py
+
+
+def _default_ylabel(panel: dict, log_y: bool) -> str:
+    title = str(panel.get("title", ""))
+    if log_y:
+        return ("loss" if "loss" in title.lower() else "value") + " (log scale)"
+    return title or "value"
+
+
+def line_chart(panels: list[dict], path: str | Path, *, width: int = 720, height: int = 420) -> None:
+    """One chart per panel, side by side, written as a PNG of ``width × len(panels)`` by ``height`` px.
+
+    A panel: ``{"title", "xlabel", "series": {name: (xs, ys)}, "log_y"?, "ylabel"?}``. Missing and
+    non-finite values are skipped (on a log axis also values ≤ 0). Without ``ylabel`` the y axis
+    is named after the panel (``"loss (log scale)"`` for a log-scale loss panel). A panel whose
+    values all lie in [0, 1] (APe, recall, …) starts its y axis at 0.
+    """
+    _save(line_chart_figure(panels, width=width, height=height), path)
+
+
+def line_chart_figure(panels: list[dict], *, width: int = 720, height: int = 420):
+    """The matplotlib Figure that :func:`line_chart` saves."""
+    fig = _figure(width * max(1, len(panels)), height)
+    axes = fig.subplots(1, max(1, len(panels)), squeeze=False)[0]
+    for ax, panel in zip(axes, panels):
+        log_y = bool(panel.get("log_y", False))
+        drawn: list[float] = []
         for k, (name, (xs, ys)) in enumerate(panel["series"].items()):
-            colour = PALETTE[k % len(PALETTE)]
-            line = [(sx(x), sy(y)) for x, y in zip(xs, ys) if y is not None and math.isfinite(y) and (not log_y or y > 0)]
-            if len(line) > 1:
-                draw.line(line, fill=colour, width=2)
-            for q in line if len(line) < 30 else []:
-                draw.ellipse([q[0] - 2, q[1] - 2, q[0] + 2, q[1] + 2], fill=colour)
-        # the legend last, on white, so the curves do not run through it
-        names = list(panel["series"])
-        draw.rectangle([right - 156, top + 2, right - 2, top + 8 + 14 * len(names)], fill="white",
-                       outline=(200, 200, 200))
-        for k, name in enumerate(names):
-            draw.text((right - 150, top + 6 + 14 * k), name, fill=PALETTE[k % len(PALETTE)])
-    img.save(path, format="PNG")
+            px, py = _finite(xs, ys, log_y)
+            if not px:
+                continue
+            drawn.extend(py)
+            ax.plot(px, py, label=str(name), linewidth=1.6, marker="o" if len(px) < 30 else None, markersize=3,
+                    **series_style(k))
+        ax.set_title(str(panel.get("title", "")))
+        ax.set_xlabel(str(panel.get("xlabel", "")))
+        ax.set_ylabel(str(panel.get("ylabel") or _default_ylabel(panel, log_y)))
+        ax.grid(True, which="major", color="#e4e4e4", linewidth=0.8)
+        if not drawn:
+            ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, color="#666666")
+            continue
+        if log_y:
+            from matplotlib.ticker import FuncFormatter  # noqa: PLC0415
+
+            ax.set_yscale("log")
+            # plain numbers (0.6, 2, 30), not 6×10⁻¹; over less than ~1.5 decades the 2× and 5× minor
+            # ticks are labelled too, so a short range still has numbers on it
+            short = math.log10(max(drawn) / min(drawn)) < 1.5
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.yaxis.set_minor_formatter(FuncFormatter(
+                lambda v, _: f"{v:g}" if short and f"{v:.0e}"[0] in "25" else ""))
+            ax.grid(True, which="minor", color="#f2f2f2", linewidth=0.5)
+        elif min(drawn) >= 0 and max(drawn) <= 1:
+            ax.set_ylim(0, max(max(drawn) * 1.08, 0.05))
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, fontsize="small",
+                  frameon=False, handlelength=2.6)
+    return fig
+
+
+def training_curves(metrics: Sequence[dict], path: str | Path) -> bool:
+    """``curves.png`` of a run from its ``metrics.jsonl`` rows: the loss terms per iteration (log
+    scale) and, when the run was validated, APe / APe50 / APe75. False (nothing written) when no
+    row has a loss."""
+    train_rows = [m for m in metrics if "loss" in m]
+    val_rows = [m for m in metrics if "val/APe" in m]
+    if not train_rows:
+        return False
+    loss_keys = [k for k in train_rows[0] if k.startswith("loss")]
+    panels = [{"title": "training losses", "xlabel": "iteration", "ylabel": "loss (log scale)", "log_y": True,
+               "series": {k: ([m["iter"] for m in train_rows], [m.get(k) for m in train_rows]) for k in loss_keys}}]
+    if val_rows:
+        panels.append({"title": "validation APe", "xlabel": "iteration", "ylabel": "APe (0–1)",
+                       "series": {k: ([m["iter"] for m in val_rows], [m.get(f"val/{k}") for m in val_rows])
+                                  for k in ("APe", "APe50", "APe75")}})
+    line_chart(panels, path)
+    return True
+
+
+# ---------------------------------------------------------------------------------------------
+# precision–recall
+
+
+def format_ap(ap: float | None) -> str:
+    """An AP in percent with two decimals (``0.0042`` → ``"0.42"``); ``"n/a"`` when undefined."""
+    if ap is None or not math.isfinite(ap) or ap < 0:
+        return "n/a"
+    return f"{100 * ap:.2f}"
+
+
+def pr_legend_label(iou: float, ap: float | None) -> str:
+    """The legend entry of one PR curve: ``"IoU 0.50   AP 40.12"``."""
+    return f"IoU {iou:.2f}   AP {format_ap(ap)}"
+
+
+EMPHASISED_IOUS = (0.50, 0.75)
+_THIN_COLOURS = tuple(OKABE_ITO[i] for i in (0, 2, 3, 4, 5))  # black and vermillion are the emphasised two
+_DASHES = ("--", "-.", ":", (0, (6, 2, 1, 2, 1, 2)))
+
+
+def pr_curves(precision, recall_thresholds, iou_thresholds, path: str | Path, *, title: str = "",
+              summary: str = "", width: int = 720, height: int = 540) -> None:
+    """Precision against recall, one curve per IoU threshold, as a PNG of ``width × height`` px.
+
+    precision: T×R array (T IoU thresholds, R recall thresholds), −1 where undefined (pycocotools'
+    convention); a curve that is undefined everywhere is left out. The curves at IoU 0.50 and 0.75
+    (the APe50 / APe75 ones) are drawn thick and solid, the others thin, each in its own colour
+    and dash pattern. The legend, outside the axes, gives each curve's AP in percent with two
+    decimals; ``summary`` (e.g. the overall APe) is a second title line.
+    """
+    _save(pr_curves_figure(precision, recall_thresholds, iou_thresholds, title=title, summary=summary,
+                           width=width, height=height), path)
+
+
+def pr_curves_figure(precision, recall_thresholds, iou_thresholds, *, title: str = "", summary: str = "",
+                     width: int = 720, height: int = 540):
+    """The matplotlib Figure that :func:`pr_curves` saves."""
+    import numpy as np  # noqa: PLC0415
+
+    prec = np.asarray(precision, dtype=float)
+    rec = np.asarray(recall_thresholds, dtype=float)
+    fig = _figure(width, height)
+    ax = fig.subplots()
+    thin = 0
+    for t, iou in enumerate(iou_thresholds):
+        q = prec[t]
+        defined = q > -1
+        if not defined.any():
+            continue
+        ap = float(q[defined].mean())
+        strong = any(abs(float(iou) - e) < 1e-9 for e in EMPHASISED_IOUS)
+        if strong:
+            style = {"color": "#000000" if abs(float(iou) - 0.5) < 1e-9 else "#D55E00", "linestyle": "-",
+                     "linewidth": 2.8, "zorder": 3}
+        else:
+            # 5 colours × 4 dash patterns: (j mod 5, j mod 4) differs for every pair of the 8 thin curves
+            style = {"color": _THIN_COLOURS[thin % len(_THIN_COLOURS)], "linestyle": _DASHES[thin % len(_DASHES)],
+                     "linewidth": 1.4, "zorder": 2}
+            thin += 1
+        ax.plot(rec, np.where(defined, q, np.nan), label=pr_legend_label(float(iou), ap), **style)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(-0.02, 1.02)  # a curve at precision 0 stays visible above the axis
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision (interpolated)")
+    ax.set_title("\n".join(x for x in (title or "precision–recall curves", summary) if x))
+    ax.grid(True, color="#e4e4e4", linewidth=0.8)
+    if not ax.lines:
+        ax.text(0.5, 0.5, "no defined curve (no ground truth in this area range)", ha="center", va="center",
+                transform=ax.transAxes, color="#666666")
+        return fig
+    leg = ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, fontsize="small",
+                    frameon=False, handlelength=3.2, title="IoU threshold   AP (%)", title_fontsize="small")
+    leg.set_alignment("left")  # title flush with the entries
+    return fig

@@ -6,7 +6,8 @@ into place, so an interrupted run leaves no half-written output)::
     out/predictions.json        the entitykit prediction format (``entitykit eval GT out/``)
     out/coco_results.json       the same entities as COCO RLE results (no bbox: mask area is used)
     out/id_maps/<name>.png      per image the paper's P, 16-bit (0 = no entity, k = entity k)
-    out/overlays/<name>.png     distinct colours + boundaries over the photo
+    out/previews/<name>.png     the id map in colours (8-bit RGB), for people: 16-bit PNGs look black
+    out/overlays/<name>.png     the photo tinted per entity, boundaries, entity ids (and scores)
     out/cutouts/<name>/<k>.png  optional: each entity as an RGBA image cropped to its box
 
 ``<name>`` is the image's path relative to its input folder (or its dataset ``file_name``) without
@@ -41,6 +42,7 @@ from .model.predictor import (  # noqa: F401  (re-exported: the run's public nam
 from .naming import output_names
 from .prediction_format import (
     COCO_RESULTS_JSON, ID_MAP_DOC, PREDICTIONS_FORMAT, PREDICTIONS_FORMAT_VERSION, PREDICTIONS_JSON, entity_records)
+from .visualize import DEFAULT_ALPHA
 
 load_image = read_image  # the name this module has always exported
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm", ".gif")
@@ -188,6 +190,9 @@ def predict(
     device: str = "auto",
     overlays: bool = True,
     cutouts: bool = False,
+    previews: bool = True,
+    overlay_alpha: float = DEFAULT_ALPHA,
+    overlay_labels: bool = True,
     dataset: Any = None,
     image_root: str | Path | None = None,
     max_size: int | None = None,
@@ -211,10 +216,16 @@ def predict(
     keep_going: an unreadable image is recorded in ``problems`` and skipped instead of failing.
     overwrite: replace a non-empty ``out_dir`` (only once the new run is complete).
     exif: apply EXIF orientation (default); False reads stored pixels (datasets annotated that way).
+    previews: write ``previews/<name>.png`` (each id map in colours; the same colours as its overlay).
+    overlay_alpha: fill opacity of the overlays, 0 (photo only) … 1 (solid colour).
+    overlay_labels: write each entity's id and score on the overlay, inside the entity.
     """
     from .progress import progress_bar
-    from .visualize import cutout_crops, overlay
+    from .visualize import cutout_crops
 
+    if not 0.0 <= overlay_alpha <= 1.0:
+        raise EntityKitError(f"overlay opacity must be between 0 and 1, got {overlay_alpha}")
+    pictures = {"overlays": overlays, "previews": previews, "alpha": overlay_alpha, "labels": overlay_labels}
     t_start = time.perf_counter()
     out_dir = Path(out_dir)
     if dataset is not None:
@@ -260,7 +271,7 @@ def predict(
                 t0 = time.perf_counter()
                 pred = predictor(image)
                 model_seconds += time.perf_counter() - t0
-                rec = _write_image(tmp, item, name, image, pred, overlays, cutouts, results, overlay, cutout_crops)
+                rec = _write_image(tmp, item, name, image, pred, pictures, cutouts, results, cutout_crops)
                 records.append(rec)
                 advance()
         settings = predictor.settings()
@@ -288,7 +299,7 @@ def _tool() -> str:
 
 
 def _write_image(tmp: Path, item: ImageInput, name: str, image: np.ndarray, pred: PredictedImage,
-                 overlays: bool, cutouts: bool, results: list, overlay, cutout_crops) -> dict:
+                 pictures: dict, cutouts: bool, results: list, cutout_crops) -> dict:
     h, w = pred.id_map.shape
     id_png = f"id_maps/{name}.png"
     (tmp / id_png).parent.mkdir(parents=True, exist_ok=True)
@@ -297,11 +308,22 @@ def _write_image(tmp: Path, item: ImageInput, name: str, image: np.ndarray, pred
     results.extend(records)
     rec: dict[str, Any] = {"image_id": item.image_id, "file_name": id_png, "image": item.name,
                            "source": str(item.path), "height": h, "width": w, "model_size": list(pred.model_size), "segments": segments}
-    if overlays:
-        ov = f"overlays/{name}.png"
-        (tmp / ov).parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(overlay(image, pred.id_map)).save(tmp / ov, compress_level=1)  # photos: speed over size
-        rec["overlay"] = ov
+    if pictures["previews"] or pictures["overlays"]:
+        from .visualize import entity_colors, overlay, preview  # noqa: PLC0415
+
+        colors = entity_colors(pred.id_map)  # one colour per entity, the same in both pictures
+        if pictures["previews"]:
+            pv = f"previews/{name}.png"  # the id map's own name, in a sibling folder: unique as the id maps are
+            (tmp / pv).parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(preview(pred.id_map, colors=colors), "RGB").save(tmp / pv)
+            rec["preview"] = pv
+        if pictures["overlays"]:
+            ov = f"overlays/{name}.png"
+            (tmp / ov).parent.mkdir(parents=True, exist_ok=True)
+            picture = overlay(image, pred.id_map, alpha=pictures["alpha"], labels=pictures["labels"],
+                              scores=pred.scores, colors=colors)
+            Image.fromarray(picture).save(tmp / ov, compress_level=1)  # photos: speed over size
+            rec["overlay"] = ov
     if cutouts:
         folder = f"cutouts/{name}"
         (tmp / folder).mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,12 @@ Layout (``entitykit.train`` is the only writer)::
 
 ``config.json``: ``{"format": "entitykit-run", "format_version": 1, "train": {every TrainConfig
 field}, "solver": {the solver values in force, preset defaults resolved}, "model": {every
-ModelConfig field}, "world_size": N}``.
+ModelConfig field}, "world_size": N, "threads": CPU threads per process in force}``.
+
+Periodic checkpoints kept: the ``keep_last`` newest (``TrainConfig.keep_last``, default 3; 0 keeps
+all), and always the one ``last_checkpoint`` names (what ``--resume`` needs). Older ones —
+weights and both state files — are deleted once a newer checkpoint is complete
+(:meth:`RunFolder.prune_checkpoints`); ``model_final.safetensors`` is never touched.
 
 Resume state holds no pickle, so a planted file cannot run code: tensors go to safetensors, and
 the JSON encodes tuples as ``{"$tuple": [...]}``, dicts with non-string keys as ``{"$items":
@@ -33,7 +38,8 @@ Rules (each refusal is one :class:`EntityKitError` line naming the file):
   ``checkpoints/``), suggesting ``--resume`` or a new ``-o``, and a folder holding anything else;
   an absent or empty folder is fine;
 - a resumed run reads ``config.json``; options given again must equal the stored ones
-  (:meth:`RunFolder.check_resume_options`), except ``max_iter``, which may be raised;
+  (:meth:`RunFolder.check_resume_options`), except ``max_iter``, which may be raised, and
+  ``threads`` and ``keep_last``, which may change (the machine, the disk);
 - a resumed run restarts from the checkpoint named by ``last_checkpoint``, or from iteration 0
   when the run stopped before its first one; ``metrics.jsonl`` is cut to the iterations up to
   there (:meth:`RunFolder.restart_metrics`), so the log reads as if never interrupted.
@@ -53,6 +59,7 @@ from typing import Any
 from .errors import EntityKitError
 from .fileio import atomic_path, read_json, write_json
 
+DEFAULT_OUTPUT = "runs/entitykit"  # the run folder when none is named
 RUN_FORMAT = "entitykit-run"
 RUN_FORMAT_VERSION = 1
 STATE_FORMAT = "entitykit-train-state"
@@ -65,15 +72,22 @@ CHECKPOINTS = "checkpoints"
 LAST_CHECKPOINT = "last_checkpoint"
 FINAL_WEIGHTS = "model_final.safetensors"
 
-# options that may differ on resume: max_iter may be raised to train longer; output is the folder itself
+# options that may differ on resume: max_iter may be raised to train longer; threads and keep_last may
+# change (another machine, less disk); output is the folder itself
 RESUME_MAY_RAISE = ("max_iter",)
-_NOT_COMPARED = ("output",)
+RESUME_MAY_CHANGE = ("threads", "keep_last")
+_NOT_COMPARED = ("output", *RESUME_MAY_CHANGE)
 
 _NAME = re.compile(r"model_\d{7,}")
 _OLD_STATE_TEXT = ("this run was written by an older entitykit; resume state in .state.pt is a pickle and is "
                    "not loaded for safety (start a new run, or --init from the .safetensors weights)")
 # NumPy dtypes a resume state may hold (NumPy's RNG state is uint32)
 _NDARRAY_DTYPES = ("uint8", "uint16", "uint32", "uint64", "int32", "int64", "float32", "float64")
+
+
+def _iteration(name: str) -> int:
+    """200 for ``model_0000200`` (names sort by iteration, also past 7 digits)."""
+    return int(name[len("model_"):])
 
 
 def checkpoint_name(iteration: int) -> str:
@@ -194,8 +208,8 @@ class RunFolder:
             return []
         names = [p.name[: -len(".safetensors")] for p in d.glob("model_*.safetensors")
                  if not p.name.endswith(".state.safetensors")]
-        return sorted(n for n in names if _NAME.fullmatch(n) and (d / f"{n}.state.json").is_file()
-                      and (d / f"{n}.state.safetensors").is_file())
+        return sorted((n for n in names if _NAME.fullmatch(n) and (d / f"{n}.state.json").is_file()
+                       and (d / f"{n}.state.safetensors").is_file()), key=_iteration)
 
     def last_checkpoint(self) -> str | None:
         """The name ``last_checkpoint`` points to, or None when no checkpoint was completed yet."""
@@ -225,6 +239,26 @@ class RunFolder:
         with atomic_path(d / LAST_CHECKPOINT) as tmp:
             tmp.write_text(name + "\n", encoding="utf-8")
         return weights
+
+    def prune_checkpoints(self, keep_last: int) -> list[str]:
+        """Delete periodic checkpoints older than the ``keep_last`` newest complete ones (0: keep
+        all), never the one ``last_checkpoint`` names nor anything newer than it; each deleted
+        checkpoint's weights go last, so a kill midway leaves at worst an incomplete older
+        checkpoint, which :meth:`checkpoints` ignores. Returns the names deleted."""
+        if not keep_last:
+            return []
+        pointer = self.last_checkpoint()
+        if pointer is None:
+            return []
+        d = self.checkpoint_dir
+        kept = set(self.checkpoints()[-keep_last:]) | {pointer}
+        names = {p.name.split(".", 1)[0] for p in d.glob("model_*")}
+        old = sorted((n for n in names if _NAME.fullmatch(n) and n not in kept and _iteration(n) < _iteration(pointer)),
+                     key=_iteration)
+        for name in old:
+            for suffix in (".state.json", ".state.safetensors", ".safetensors"):
+                (d / f"{name}{suffix}").unlink(missing_ok=True)
+        return old
 
     def load_checkpoint(self, name: str) -> tuple[Path, dict[str, Any]]:
         """(weights path, resume state) of checkpoint ``name``; refuses a pickled ``.state.pt``."""

@@ -37,10 +37,10 @@ from .errors import EntityKitError
 from .fileio import atomic_path
 from .model.config import PRESETS, ModelConfig
 from .options import check_range, check_value, field_types, suggest, unknown_key_error
-from .runs import RUN_FORMAT_VERSION, RunFolder
+from .runs import DEFAULT_OUTPUT, RESUME_MAY_CHANGE, RUN_FORMAT_VERSION, RunFolder
+from .threads import use_threads
 
 TRAIN_FORMAT_VERSION = RUN_FORMAT_VERSION  # config.json's format_version (the name this module has exported)
-DEFAULT_OUTPUT = "runs/entitykit"
 
 
 @dataclass
@@ -76,11 +76,13 @@ class TrainConfig:
     amp: bool = True  # mixed precision, on CUDA only
     eval_period: int = 0  # 0 = only at the end (when val is given)
     checkpoint_period: int = 0  # 0 = only at the end
+    keep_last: int = 3  # periodic checkpoints kept (the newest; the one --resume needs always); 0 = all
     log_period: int = 10
     seed: int = 0
     deterministic: bool = True  # deterministic kernels: same seed ⇒ same weights, exact resume
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     workers: int = 0  # data-loading processes per training process
+    threads: int = 0  # CPU threads per process; 0 = entitykit.threads' rule (all but one core, 1 on ≤ 2 cores)
     sync_bn: bool = True  # multi-GPU DDP: BatchNorm layers (the mask branch) become SyncBatchNorm
     exif: bool = True  # apply images' EXIF orientation (entitykit.images); false: stored pixels
 
@@ -129,9 +131,11 @@ _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "lsj": (0, None, True, False),
     "eval_period": (0, None, False, False),
     "checkpoint_period": (0, None, False, False),
+    "keep_last": (0, None, False, False),
     "log_period": (1, None, False, False),
     "seed": (0, 2**32 - 1, False, False),  # NumPy's seed range
     "workers": (0, None, False, False),
+    "threads": (0, None, False, False),
 }
 _CHOICES: dict[str, tuple[str, ...]] = {"preset": tuple(PRESETS), "optimizer": ("sgd", "adamw")}
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
@@ -269,8 +273,9 @@ def resume_config(output: str | Path, given: dict[str, Any] | None = None) -> Tr
     given = dict(given or {})
     run.check_resume_options(stored, given)
     changes: dict[str, Any] = {"output": str(output)}
-    if given.get("max_iter") is not None:
-        changes["max_iter"] = given["max_iter"]
+    for key in ("max_iter", *RESUME_MAY_CHANGE):  # what a resumed run may be given anew
+        if given.get(key) is not None:
+            changes[key] = given[key]
     return dataclasses.replace(cfg, **changes)
 
 
@@ -402,12 +407,20 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, stop
     :func:`resume_config` builds such a ``cfg`` from the folder alone) and training continues
     from the last checkpoint, or from iteration 0 when the run stopped before its first.
     ``stop_after`` ends this process after that many iterations, as an interruption would
-    (checkpoints written so far stay; ``resume=True`` continues)."""
+    (checkpoints written so far stay; ``resume=True`` continues).
+
+    PyTorch's CPU threads are ``cfg.threads`` (0: :func:`entitykit.threads.choose_threads`' rule)
+    for the run, and put back as they were when it returns; ``config.json`` records the count."""
+    cfg.validate()
+    with use_threads(cfg.threads) as threads:
+        return _train(cfg, resume, progress, stop_after, threads)
+
+
+def _train(cfg: TrainConfig, resume: bool, progress: bool, stop_after: int | None, threads: int) -> TrainResult:
     from .model import EntityModel, get_config, prepare_images  # noqa: PLC0415
     from .model.config import pretrained_problem  # noqa: PLC0415
     from .model.checkpoint import load_checkpoint, read_checkpoint_config  # noqa: PLC0415
 
-    cfg.validate()
     if stop_after is not None and (isinstance(stop_after, bool) or not isinstance(stop_after, int) or stop_after < 1):
         raise EntityKitError(f"must be an integer ≥ 1, got {stop_after!r}", item="stop_after")
     if not cfg.train:
@@ -515,7 +528,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, stop
     existed = run.path.exists()
     if dist.main:
         run.write_config({"train": dataclasses.asdict(cfg), "solver": solver, "model": mcfg.to_dict(),
-                          "world_size": dist.world})
+                          "world_size": dist.world, "threads": threads})
         if resume:
             metrics = run.restart_metrics(start)
 
@@ -608,6 +621,7 @@ def _loop(loader, model, ddp_model, opt, sched, scaler, run: RunFolder, cfg: Tra
         if it % ckpt_period == 0 or it == max_iter:
             if dist.main:
                 last_ckpt = run.save_checkpoint(it, model, _train_state(it, opt, sched, scaler))
+                run.prune_checkpoints(cfg.keep_last)
             if dist.world > 1:
                 torch.distributed.barrier()
     return it, last_ckpt, ape

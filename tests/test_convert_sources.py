@@ -277,7 +277,7 @@ def test_sam_score_key_and_cli(tmp_path):
     result = runner.invoke(app, ["convert", "sam", str(tmp_path / "sa"), "--rule", "score", "--score-key", "nope",
                                  "-o", str(tmp_path / "o.json"), "-q"])
     assert result.exit_code == 1 and "no 'nope'" in result.output and "sa_1.json" in result.output
-    result = runner.invoke(app, ["convert", "sam", str(tmp_path / "sa"), "--rule", "small-wins", "-o", str(tmp_path / "o.json"), "-q"])
+    result = runner.invoke(app, ["convert", "sam", str(tmp_path / "sa"), "--rule", "small-wins", "-o", str(tmp_path / "o.json")])
     assert result.exit_code == 0 and "small-wins" in result.output
     # decoded masks of the output are disjoint and cover what the inputs covered
     data = json.loads((tmp_path / "o.json").read_text())

@@ -225,7 +225,7 @@ def test_bad_inputs_name_file_and_item(sources, tmp_path):
 def test_cli_merge(sources, tmp_path):
     out = tmp_path / "m.json"
     r = runner.invoke(app, ["merge", str(sources["coco"]), str(sources["ade"]), "-o", str(out),
-                            "-w", "coco=1", "-w", "ade=1", "-n", "12", "--seed", "1", "-q"])
+                            "-w", "coco=1", "-w", "ade=1", "-n", "12", "--seed", "1"])  # not -q: the table
     assert r.exit_code == 0, r.output
     assert "ade" in r.output and "12" in r.output
     assert len(COCO(str(out)).getImgIds()) == 12

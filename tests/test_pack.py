@@ -194,7 +194,7 @@ def test_reader_refuses_other_versions(src, tmp_path):
 
 
 def test_cli_pack_verify(src, tmp_path):
-    r = runner.invoke(app, ["pack", str(src), "-o", str(tmp_path / "p"), "--shard-images", "3", "--verify", "-q"])
+    r = runner.invoke(app, ["pack", str(src), "-o", str(tmp_path / "p"), "--shard-images", "3", "--verify"])
     assert r.exit_code == 0, r.output
     assert "packed 11 images" in r.output and "4 shard(s)" in r.output and "verified" in r.output
     r = runner.invoke(app, ["pack", str(src), "-o", str(tmp_path / "p"), "-q"])

@@ -134,6 +134,7 @@ def test_torchrun_two_cpu_processes_match_one_process(tiny_data, tmp_path):
     assert [r["iter"] for r in rows["ddp"]] == [r["iter"] for r in rows["one"]] == [1, 2]
     cfg = json.loads((tmp_path / "ddp" / "config.json").read_text())
     assert cfg["world_size"] == 2
+    assert cfg["threads"] == 1  # threads=0 (automatic): OMP_NUM_THREADS, as torchrun sets it per process
     for a, b in zip(rows["ddp"], rows["one"]):
         for k in (k for k in a if k.startswith("loss")):
             tol = 1e-4 if k.startswith("loss_fcos") and a["iter"] == 1 else 1e-2
@@ -184,6 +185,9 @@ _TINY = ["--batch-size", "2", "--set", "checkpoint_period=2", "--set", "log_peri
     (["--set", "checkpoint_period=-2"], "checkpoint_period", "must be ≥ 0"),
     (["--set", "log_period=0"], "log_period", "must be ≥ 1"),
     (["--set", "workers=-1"], "workers", "must be ≥ 0"),
+    (["--threads", "-1"], "threads", "must be ≥ 0, got -1"),
+    (["--set", "threads=1.5"], "threads", "expected an integer, got 1.5"),
+    (["--keep-last", "-1"], "keep_last", "must be ≥ 0, got -1"),
     (["--preset", "tinyy"], "preset", "did you mean 'tiny'?"),
     (["--set", "device=gpu"], "device", "unknown device 'gpu'"),
     (["--set", "model.head_groups=0"], "model.head_groups", "must be ≥ 1"),

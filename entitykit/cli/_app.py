@@ -1,31 +1,142 @@
-"""The Typer application and the one place user errors become a message and a non-zero exit."""
+"""The Typer application, its conventions, and the one place user errors become a message and a
+non-zero exit.
+
+Conventions every command follows (tests/test_cli_conventions.py checks them):
+
+* results (tables, "wrote …" lines, JSON) go to stdout through ``console``; progress, warnings,
+  logs and errors go to stderr through ``err_console`` — ``entitykit check x.json --json > o.json``
+  is valid JSON;
+* ``-q/--quiet`` leaves only errors and the results explicitly asked for (``--json``);
+  ``-v/--verbose`` says more where there is more to say (every problem instead of the first few);
+* an option with a fixed set of values lists them in ``--help`` and refuses anything else;
+* importing the command modules is cheap: they import the library inside the command functions,
+  so ``entitykit --help``, ``--version`` and the data commands never import PyTorch.
+"""
 
 from __future__ import annotations
 
 import functools
+import json
 import os
+import sys
 from collections.abc import Callable
-from typing import Any, Optional, TypeVar
+from pathlib import Path
+from typing import Any, Optional, TypeVar, get_args
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from ..errors import ProblemsError, describe_failure
 from ..limits import DEFAULT_MAX_PIXELS, ENV_MAX_PIXELS, set_max_pixels
+
+console = Console()  # results: stdout
+err_console = Console(stderr=True)  # progress, warnings, logs, errors: stderr
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+QUIET_HELP = "Print only errors (and results asked for, such as --json): no progress, no tables."
+QUIET = typer.Option(False, "--quiet", "-q", help=QUIET_HELP)
+
+
+# ---------------------------------------------------------------------------------------------
+# readable help: PATH, INTEGER, [a|b], DATASET, INPUTS... (not <list[Path]>, <int range>, {dataset})
+
+_TYPE_NAMES = {int: "INTEGER", float: "FLOAT", str: "TEXT", bool: "BOOLEAN", Path: "PATH"}
+
+
+def _choices(param: Any) -> str | None:
+    desc = getattr(param, "type_descriptor", None)
+    if desc is None or not desc.is_choice:
+        return None
+    return "[" + "|".join(str(getattr(c, "value", c)) for c in desc.choices) + "]"
+
+
+def _type_label(param: Any) -> str | None:
+    """A click-style metavar for a parameter of a Typer with its own type layer (`type_descriptor`;
+    None: leave Typer's own)."""
+    desc = getattr(param, "type_descriptor", None)
+    if desc is None:
+        return None
+    choices = _choices(param)
+    if choices:
+        return choices
+    ann = desc.annotation
+    if desc.is_list:
+        args = get_args(ann)
+        ann = args[0] if args else str
+    if desc.is_tuple:
+        return " ".join(_TYPE_NAMES.get(a, "VALUE") for a in get_args(ann))
+    if desc.is_path:
+        return "PATH"
+    return _TYPE_NAMES.get(ann, "VALUE")
+
+
+class _ReadableOption(TyperOption):
+    def display_type_rich(self, ctx: Any) -> str | None:
+        if self.metavar is not None:
+            return self.metavar
+        return _type_label(self) or super().display_type_rich(ctx)
+
+
+class _ReadableArgument(TyperArgument):
+    def _label(self) -> str:
+        return self.metavar or (self.name or "ARG").upper()
+
+    def _rich_display_name(self) -> str:
+        return self._label() + ("..." if self.nargs != 1 else "")
+
+    def _usage_display_name(self) -> str:
+        name = self._label() if self.required else f"[{self._label()}]"
+        return name + ("..." if self.nargs != 1 else "")
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return _choices(self)
+
+    def get_error_hint(self, ctx: Any = None) -> str:
+        return f"'{self._label()}'"
+
+
+def _readable(command: Any) -> None:
+    """Give every parameter of ``command`` (and of its subcommands) click-style metavars. Typer
+    builds its parameters itself; the subclasses above change only how they are displayed."""
+    for p in getattr(command, "params", ()):
+        if not hasattr(p, "type_descriptor"):  # an older Typer on click: its metavars are click's own
+            continue
+        if type(p) is TyperOption:
+            p.__class__ = _ReadableOption
+        elif type(p) is TyperArgument:
+            p.__class__ = _ReadableArgument
+    for sub in getattr(command, "commands", {}).values():
+        _readable(sub)
+
+
+class EntityGroup(TyperGroup):
+    """Typer's group with readable metavars on every command below it."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        _readable(self)
+        return super().main(*args, **kwargs)
+
 
 app = typer.Typer(
     name="entitykit",
     help="Entity segmentation toolkit: convert, merge, train, predict and score categoryless entities.",
     no_args_is_help=True,
-    add_completion=False,
+    cls=EntityGroup,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,  # help texts are plain: "[default: …]" must not be read as markup
 )
-console = Console()
-err_console = Console(stderr=True)
 
-F = TypeVar("F", bound=Callable[..., Any])
+
+def sub_app(help: str) -> typer.Typer:
+    """A command group (``entitykit convert …``) with the same conventions as the root."""
+    return typer.Typer(help=help, no_args_is_help=True, cls=EntityGroup, rich_markup_mode=None)
+
+
+# ---------------------------------------------------------------------------------------------
+# the error boundary and small helpers
 
 
 def user_errors(fn: F) -> F:
@@ -73,9 +184,32 @@ def worker_count(n: int, option: str = "--workers") -> int:
     return n if n > 0 else (os.cpu_count() or 1)
 
 
+def is_stdout(path: Optional[Path]) -> bool:
+    """``-`` as an output path: standard output."""
+    return path is not None and str(path) == "-"
+
+
+def print_json(data: Any, *, indent: int | None = 2) -> None:
+    """A JSON result on stdout, as plain text (no colours, no wrapping: always parseable)."""
+    sys.stdout.write(json.dumps(data, indent=indent, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
 def _one_line(text: str, limit: int = 2000) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def package_version() -> str:
+    from .. import __version__  # noqa: PLC0415
+
+    return __version__
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"entitykit {package_version()}\n")
+        raise typer.Exit()
 
 
 @app.callback()
@@ -84,6 +218,8 @@ def _global_options(
         None, "--max-pixels", metavar="N",
         help=f"Refuse images and masks of more than N pixels before decoding them (0 = no limit) "
              f"[default: ${ENV_MAX_PIXELS} or {DEFAULT_MAX_PIXELS:,}]."),
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_show_version,
+                                 help="Print the version and exit."),
 ) -> None:
     """Entity segmentation toolkit: convert, merge, train, predict and score categoryless entities."""
     if max_pixels is not None:

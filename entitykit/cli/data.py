@@ -2,29 +2,32 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from ..check import check_dataset
-from ..convert import convert_ade20k, convert_cityscapes, convert_coco_panoptic, convert_entityseg, convert_sam
-from ..dataset import EntityDataset
-from ..errors import EntityKitError
-from ..fileio import check_output
-from ..masks import ID_MAP_FORMATS
-from ..stats import dataset_stats
-from rich.markup import escape
+from ._app import QUIET, _one_line, app, console, err_console, print_json, sub_app, user_errors, worker_count
 
-from ._app import _one_line, app, console, err_console, user_errors, worker_count
-
-convert_app = typer.Typer(help="Convert a source dataset to the entity format.", no_args_is_help=True)
+convert_app = sub_app("Convert a source dataset to the entity format.")
 app.add_typer(convert_app, name="convert")
 
-ID_MAP_FORMAT_HELP = f"Id-map PNG format: {' or '.join(ID_MAP_FORMATS)} (16-bit grayscale, or panoptic RGB for > 65,535 ids)."
+# The fixed choices, written here so that `--help` need not import the library; each equals the
+# library's own tuple (tests/test_cli_conventions.py checks): masks.ID_MAP_FORMATS,
+# convert._common.CROWD_MODES, convert._common.OVERLAP_RULES, convert.sam.SAM_RULES.
+IdMapFormat = Literal["png16", "rgb"]
+CrowdMode = Literal["void", "keep"]
+EntitySegOverlap = Literal["error", "small-wins", "large-wins"]
+SamRule = Literal["score", "small-wins", "large-wins"]
+CityscapesSplit = Literal["train", "val", "test"]
+Ade20kSplit = Literal["training", "validation", "train", "val"]
+Ade20kForm = Literal["challenge", "full"]
+
+ID_MAP_FORMAT_HELP = "Id-map PNG format: 16-bit grayscale, or panoptic RGB for > 65,535 ids."
+PROBLEMS_SHOWN = 20  # conversion problems listed without --verbose
 
 
 def _workers(n: int) -> int:
@@ -36,9 +39,9 @@ WORKERS = typer.Option(0, "--workers", "-j", help="Worker processes (0 = all cor
 KEEP_GOING = typer.Option(False, "--keep-going", help="Record problems and go on: skip bad images, drop bad segments.")
 ID_MAPS = typer.Option(None, "--id-maps", help="Also write per-image id-map PNGs (the paper's P) to this folder.")
 ID_MAP_FORMAT = typer.Option("png16", help=ID_MAP_FORMAT_HELP)
-QUIET = typer.Option(False, "--quiet", "-q", help="No progress bar.")
+VERBOSE = typer.Option(False, "--verbose", "-v", help=f"List every recorded problem (not only the first {PROBLEMS_SHOWN}).")
 IGNORE_EXIF = typer.Option(False, "--ignore-exif", help="Read images' stored pixels, ignoring their EXIF orientation (for datasets annotated on the un-rotated bitmap).")
-CROWD = typer.Option("void", help="Crowd regions: 'void' (dropped, as the paper's authors did) or 'keep' (iscrowd=1, ignored by scoring).")
+CROWD = typer.Option("void", help="Crowd regions: void (dropped, as the paper's authors did) or keep (iscrowd=1, ignored by scoring).")
 
 
 @convert_app.command("coco-panoptic")
@@ -48,16 +51,19 @@ def convert_coco_panoptic_cmd(
     png_dir: Optional[Path] = typer.Argument(None, help="Folder of panoptic PNGs [default: the JSON's name without .json]."),
     output: Path = OUTPUT,
     images: Optional[Path] = typer.Option(None, "--images", help="Folder of the images (recorded in the output)."),
-    crowd: str = CROWD,
+    crowd: CrowdMode = CROWD,
     source: Optional[str] = typer.Option(None, help="Name recorded as every item's source [default: the JSON's stem]."),
     workers: int = WORKERS,
     keep_going: bool = KEEP_GOING,
     id_maps: Optional[Path] = ID_MAPS,
-    id_map_format: str = ID_MAP_FORMAT,
+    id_map_format: IdMapFormat = ID_MAP_FORMAT,
     quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
 ) -> None:
     """COCO panoptic (also ADE20K / Cityscapes panoptic) → entities: every non-crowd segment is one entity."""
-    _outputs(output, id_maps, id_map_format, panoptic_json, png_dir, images)
+    from ..convert import convert_coco_panoptic
+
+    _outputs(output, id_maps, panoptic_json, png_dir, images)
     ds = convert_coco_panoptic(
         panoptic_json,
         png_dir,
@@ -68,19 +74,19 @@ def convert_coco_panoptic_cmd(
         keep_going=keep_going,
         progress=not quiet,
     )
-    _finish(ds, output, id_maps, id_map_format, quiet)
+    _finish(ds, output, id_maps, id_map_format, quiet, verbose)
 
 
-def _outputs(output: Path, id_maps: Optional[Path], id_map_format: str, *inputs: Optional[Path]) -> None:
+def _outputs(output: Path, id_maps: Optional[Path], *inputs: Optional[Path]) -> None:
     """Refuse bad output paths before converting (hours of work must not end in 'is a folder')."""
+    from ..fileio import check_output
+
     check_output(output, inputs=inputs)
     if id_maps is not None:
         check_output(id_maps, kind="folder", inputs=[*inputs, output])
-        if id_map_format not in ID_MAP_FORMATS:
-            raise EntityKitError(f"unknown id-map format {id_map_format!r}; choose one of {', '.join(ID_MAP_FORMATS)}")
 
 
-def _finish(ds, output: Path, id_maps: Optional[Path], id_map_format: str, quiet: bool) -> None:
+def _finish(ds, output: Path, id_maps: Optional[Path], id_map_format: str, quiet: bool, verbose: bool) -> None:
     """Write the id maps (if asked) and the JSON; a failure of the second removes the first."""
     if id_maps is not None:
         existed = id_maps.exists()
@@ -93,36 +99,40 @@ def _finish(ds, output: Path, id_maps: Optional[Path], id_map_format: str, quiet
             raise
     else:
         ds.save(output)
-    _print_conversion(ds.info["conversion"], output)
+    if not quiet:
+        _print_conversion(ds.info["conversion"], output, verbose)
 
 
 @convert_app.command("cityscapes")
 @user_errors
 def convert_cityscapes_cmd(
     root: Path = typer.Argument(..., help="Cityscapes root holding gtFine/ and leftImg8bit/."),
-    split: str = typer.Option("val", help="train, val or test."),
+    split: CityscapesSplit = typer.Option("val", help="The gtFine/ and leftImg8bit/ subfolder."),
     output: Path = OUTPUT,
-    crowd: str = CROWD,
+    crowd: CrowdMode = CROWD,
     source: str = typer.Option("cityscapes", help="Name recorded as every item's source."),
     workers: int = WORKERS,
     keep_going: bool = KEEP_GOING,
     id_maps: Optional[Path] = ID_MAPS,
-    id_map_format: str = ID_MAP_FORMAT,
+    id_map_format: IdMapFormat = ID_MAP_FORMAT,
     quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
 ) -> None:
     """Cityscapes gtFine (instanceIds) → entities: 19 evaluated classes, thing pixels without instance = crowd."""
-    _outputs(output, id_maps, id_map_format, root)
+    from ..convert import convert_cityscapes
+
+    _outputs(output, id_maps, root)
     ds = convert_cityscapes(root, split, crowd=crowd, source=source, workers=_workers(workers), keep_going=keep_going,
                             progress=not quiet)
-    _finish(ds, output, id_maps, id_map_format, quiet)
+    _finish(ds, output, id_maps, id_map_format, quiet, verbose)
 
 
 @convert_app.command("ade20k")
 @user_errors
 def convert_ade20k_cmd(
     root: Path = typer.Argument(..., help="ADEChallengeData2016 folder (challenge form) or the ADE20K index tree (full form)."),
-    split: str = typer.Option("validation", help="training or validation (challenge form)."),
-    form: str = typer.Option("challenge", "--form", help="'challenge' (semantic + instance PNGs) or 'full' (*_seg.png)."),
+    split: Ade20kSplit = typer.Option("validation", help="Split of the challenge form (train = training, val = validation)."),
+    form: Ade20kForm = typer.Option("challenge", "--form", help="challenge (semantic + instance PNGs) or full (*_seg.png)."),
     semantic_dir: Optional[Path] = typer.Option(None, help="Override annotations/<split>."),
     instance_dir: Optional[Path] = typer.Option(None, help="Override annotations_instance/<split>."),
     image_dir: Optional[Path] = typer.Option(None, help="Override images/<split>."),
@@ -132,15 +142,18 @@ def convert_ade20k_cmd(
     workers: int = WORKERS,
     keep_going: bool = KEEP_GOING,
     id_maps: Optional[Path] = ID_MAPS,
-    id_map_format: str = ID_MAP_FORMAT,
+    id_map_format: IdMapFormat = ID_MAP_FORMAT,
     quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
 ) -> None:
     """ADE20K → entities: stuff classes from the semantic map, instances overwrite (or the full _seg.png form)."""
-    _outputs(output, id_maps, id_map_format, root)
+    from ..convert import convert_ade20k
+
+    _outputs(output, id_maps, root)
     ds = convert_ade20k(root, split, form=form, semantic_dir=semantic_dir, instance_dir=instance_dir,
                         image_dir=image_dir, semantic_only=semantic_only, source=source, workers=_workers(workers),
                         keep_going=keep_going, progress=not quiet)
-    _finish(ds, output, id_maps, id_map_format, quiet)
+    _finish(ds, output, id_maps, id_map_format, quiet, verbose)
 
 
 @convert_app.command("entityseg")
@@ -149,27 +162,30 @@ def convert_entityseg_cmd(
     annotation_json: Path = typer.Argument(..., help="EntitySeg COCO-RLE JSON (match the images: *_lr.json ↔ images_lr/)."),
     output: Path = OUTPUT,
     images: Optional[Path] = typer.Option(None, "--images", help="Folder of the images (recorded in the output)."),
-    overlap: str = typer.Option("error", help="Overlapping masks: 'error', 'small-wins' or 'large-wins'."),
-    crowd: str = typer.Option("keep", help="iscrowd annotations: 'keep' (iscrowd=1) or 'void'."),
+    overlap: EntitySegOverlap = typer.Option("error", help="Overlapping masks: refuse them, or the smaller or the larger mask owns the pixel."),
+    crowd: CrowdMode = typer.Option("keep", help="iscrowd annotations: keep (iscrowd=1) or void."),
     source: str = typer.Option("entityseg", help="Name recorded as every item's source."),
     workers: int = WORKERS,
     keep_going: bool = KEEP_GOING,
     id_maps: Optional[Path] = ID_MAPS,
-    id_map_format: str = ID_MAP_FORMAT,
+    id_map_format: IdMapFormat = ID_MAP_FORMAT,
     quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
 ) -> None:
     """EntitySeg → entities: validated, counts normalised, RLE size checked against each image, class kept as provenance."""
-    _outputs(output, id_maps, id_map_format, annotation_json, images)
+    from ..convert import convert_entityseg
+
+    _outputs(output, id_maps, annotation_json, images)
     ds = convert_entityseg(annotation_json, image_root=images, overlap=overlap, crowd=crowd, source=source,
                            workers=_workers(workers), keep_going=keep_going, progress=not quiet)
-    _finish(ds, output, id_maps, id_map_format, quiet)
+    _finish(ds, output, id_maps, id_map_format, quiet, verbose)
 
 
 @convert_app.command("sam")
 @user_errors
 def convert_sam_cmd(
     inputs: Path = typer.Argument(..., help="An SA-1B image JSON, an AMG coco_rle JSON, or a folder of them."),
-    rule: str = typer.Option(..., "--rule", help="Who owns a pixel two masks claim: 'score', 'small-wins' or 'large-wins'."),
+    rule: SamRule = typer.Option(..., "--rule", help="Who owns a pixel two masks claim: the higher score, the smaller or the larger mask."),
     output: Path = OUTPUT,
     score_key: str = typer.Option("predicted_iou", help="Score used by --rule score (or stability_score)."),
     min_area: int = typer.Option(0, help="Drop masks smaller than this many pixels before resolving."),
@@ -179,20 +195,23 @@ def convert_sam_cmd(
     workers: int = WORKERS,
     keep_going: bool = KEEP_GOING,
     id_maps: Optional[Path] = ID_MAPS,
-    id_map_format: str = ID_MAP_FORMAT,
+    id_map_format: IdMapFormat = ID_MAP_FORMAT,
     quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
 ) -> None:
     """Segment Anything masks → entities, overlaps resolved by the declared --rule (recorded in the output)."""
-    _outputs(output, id_maps, id_map_format, inputs, images)
+    from ..convert import convert_sam
+
+    _outputs(output, id_maps, inputs, images)
     ds = convert_sam(inputs, rule=rule, score_key=score_key, min_area=min_area, image_root=images, image_ext=image_ext,
                      source=source, workers=_workers(workers), keep_going=keep_going, progress=not quiet)
-    _finish(ds, output, id_maps, id_map_format, quiet)
+    _finish(ds, output, id_maps, id_map_format, quiet, verbose)
 
 
-def _print_conversion(conv: dict, output: Path) -> None:
-    table = Table(title=f"converted → {output}", show_header=False)
-    table.add_column(style="bold")
-    table.add_column(justify="right")
+def _print_conversion(conv: dict, output: Path, verbose: bool) -> None:
+    table = Table(title=f"converted → {escape(str(output))}", show_header=False)
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(justify="right", overflow="fold")
     rows = [
         ("images", f"{conv['images']:,} of {conv['images_in']:,}"),
         ("entities", f"{conv['entities']:,}"),
@@ -208,33 +227,50 @@ def _print_conversion(conv: dict, output: Path) -> None:
     for k, v in rows:
         table.add_row(k, v)
     console.print(table)
-    for p in conv["problems"][:20]:
-        err_console.print(f"[yellow]skipped:[/] {escape(str(p['path']))}: {escape(str(p['item']))}: {escape(p['problem'])}", highlight=False)
-    if len(conv["problems"]) > 20:
-        err_console.print(f"[yellow]… {len(conv['problems']) - 20} more problems listed in the output's info.conversion.problems[/]")
+    shown = conv["problems"] if verbose else conv["problems"][:PROBLEMS_SHOWN]
+    for p in shown:
+        err_console.print(f"[yellow]skipped:[/] {escape(str(p['path']))}: {escape(str(p['item']))}: {escape(p['problem'])}",
+                          highlight=False, soft_wrap=True)
+    if len(conv["problems"]) > len(shown):
+        err_console.print(f"[yellow]… {len(conv['problems']) - len(shown)} more problems listed in the output's "
+                          "info.conversion.problems (--verbose lists them all)[/]", highlight=False)
+
+
+def _num(v: float) -> str:
+    """A statistic as its JSON value reads: 24 → "24", 23.5 → "23.5", 7.333… → "7.33" (never rounded to a
+    different whole number)."""
+    v = float(v)
+    if v.is_integer():
+        return f"{int(v):,}"
+    return f"{v:,.2f}".rstrip("0").rstrip(".")
 
 
 @app.command()
 @user_errors
 def info(
     dataset: Path = typer.Argument(..., help="Entity dataset JSON."),
-    as_json: bool = typer.Option(False, "--json", help="Print the statistics as JSON."),
+    as_json: bool = typer.Option(False, "--json", help="Print the statistics as JSON (on stdout)."),
+    quiet: bool = QUIET,
 ) -> None:
     """Statistics of an entity dataset: entities per image, S/M/L areas, sources."""
+    from ..stats import dataset_stats
+
     st = dataset_stats(dataset)
     if as_json:
-        console.print_json(json.dumps(st.as_dict()))
+        print_json(st.as_dict())
         return
-    t = Table(title=str(dataset), show_header=False)
-    t.add_column(style="bold")
+    if quiet:
+        return
+    t = Table(title=escape(str(dataset)), show_header=False)
+    t.add_column(style="bold", no_wrap=True)
     t.add_column(justify="right")
     t.add_row("images", f"{st.images:,}" + (f" ({st.empty_images:,} without entities)" if st.empty_images else ""))
     t.add_row("entities", f"{st.entities:,}" + (f" (+{st.crowd:,} crowd)" if st.crowd else ""))
     if st.things or st.stuff:
         t.add_row("things / stuff", f"{st.things:,} / {st.stuff:,}")
     e = st.entities_per_image
-    t.add_row("entities per image", f"mean {e['mean']:.1f} · median {e['p50']:.0f} · min {e['p0']:.0f} · max {e['p100']:.0f}")
-    t.add_row("  percentiles 5/25/75/95", f"{e['p5']:.0f} / {e['p25']:.0f} / {e['p75']:.0f} / {e['p95']:.0f}")
+    t.add_row("entities per image", f"mean {_num(e['mean'])} · median {_num(e['p50'])} · min {_num(e['p0'])} · max {_num(e['p100'])}")
+    t.add_row("  percentiles 5/25/75/95", " / ".join(_num(e[k]) for k in ("p5", "p25", "p75", "p95")))
     n = max(st.entities, 1)
     b = st.area_buckets
     t.add_row("area S / M / L", f"{b['small']:,} ({b['small'] / n:.0%}) / {b['medium']:,} ({b['medium'] / n:.0%}) / {b['large']:,} ({b['large'] / n:.0%})")
@@ -244,12 +280,15 @@ def info(
     console.print(t)
     if st.sources:
         src = Table(title="sources")
-        src.add_column("source")
-        src.add_column("images", justify="right")
-        src.add_column("entities", justify="right")
+        src.add_column("source", overflow="fold")
+        src.add_column("images", justify="right", no_wrap=True)
+        src.add_column("entities", justify="right", no_wrap=True)
         for name, c in sorted(st.sources.items()):
-            src.add_row(name, f"{c['images']:,}", f"{c['entities']:,}")
+            src.add_row(escape(name), f"{c['images']:,}", f"{c['entities']:,}")
         console.print(src)
+
+
+CHECK_PROBLEMS_SHOWN = 50
 
 
 @app.command()
@@ -259,22 +298,27 @@ def check(
     images: Optional[Path] = typer.Option(None, "--images", help="Image folder [default: the one recorded in the file]."),
     no_image_files: bool = typer.Option(False, "--no-image-files", help="Do not look for the image files."),
     ignore_exif: bool = IGNORE_EXIF,
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON (on stdout)."),
+    quiet: bool = QUIET,
+    verbose: bool = typer.Option(False, "--verbose", "-v", help=f"List every problem (not only the first {CHECK_PROBLEMS_SHOWN})."),
 ) -> None:
     """Validate an entity dataset: schema, ids, RLE sizes, area/bbox, non-overlap, image files. Exit 1 on any problem."""
+    from ..check import check_dataset
+
     report = check_dataset(dataset, image_root=images, check_images=not no_image_files, exif=not ignore_exif,
                            progress=not quiet)
     if as_json:
-        console.print_json(json.dumps(report.as_dict()))
+        print_json(report.as_dict())
     else:
-        for p in report.problems[:50]:
+        shown = report.problems if verbose else report.problems[:CHECK_PROBLEMS_SHOWN]
+        for p in shown:
             err_console.print(f"[red]✗[/] {escape(_one_line(str(p)))}", highlight=False, soft_wrap=True)
-        if len(report.problems) > 50:
-            err_console.print(f"[red]… {len(report.problems) - 50} more[/]")
-        files = "image files checked" if report.checked_image_files else "image files not checked (no image folder)"
-        status = "[green]OK[/]" if report.ok else f"[red]{len(report.problems)} problem(s)[/]"
-        console.print(f"{status}: {report.images:,} images, {report.annotations:,} annotations; {files}", highlight=False)
+        if len(report.problems) > len(shown):
+            err_console.print(f"[red]… {len(report.problems) - len(shown)} more[/] (--verbose lists them all)", highlight=False)
+        if not quiet:
+            files = "image files checked" if report.checked_image_files else "image files not checked (no image folder)"
+            status = "[green]OK[/]" if report.ok else f"[red]{len(report.problems)} problem(s)[/]"
+            console.print(f"{status}: {report.images:,} images, {report.annotations:,} annotations; {files}", highlight=False)
     if not report.ok:
         # the last line, as every command's: the first problem (file, item, text) and how many more
         more = len(report.problems) - 1
@@ -288,10 +332,14 @@ def check(
 def idmaps(
     dataset: Path = typer.Argument(..., help="Entity dataset JSON."),
     output: Path = typer.Option(..., "--output", "-o", help="Folder to write (replaced atomically)."),
-    fmt: str = typer.Option("png16", "--format", help=ID_MAP_FORMAT_HELP),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    fmt: IdMapFormat = typer.Option("png16", "--format", help=ID_MAP_FORMAT_HELP),
+    quiet: bool = QUIET,
 ) -> None:
     """Write per-image id-map PNGs (the paper's P) and id_maps.json linking values to annotation ids."""
+    from ..dataset import EntityDataset
+    from ..fileio import check_output
+
     check_output(output, kind="folder", inputs=[dataset])
     n = EntityDataset.open(dataset).export_id_maps(output, fmt, progress=not quiet)
-    console.print(f"wrote {n:,} id maps to {output}")
+    if not quiet:
+        console.print(f"wrote {n:,} id maps to {escape(str(output))}", highlight=False, soft_wrap=True)

@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 
-from ._app import app, console, user_errors
+from ._app import QUIET, app, console, err_console, is_stdout, print_json, user_errors
 
 
 class Overlap(str, Enum):
@@ -48,32 +49,41 @@ def eval_command(
     gt_png_dir: Optional[Path] = typer.Option(None, help="PNG folder of panoptic GT (default: named like the JSON)."),
     pred_png_dir: Optional[Path] = typer.Option(None, help="PNG folder of panoptic predictions."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write every number, per-image results and "
-                                            "the options used as JSON."),
+                                            "the options used as JSON to this file (- = stdout; the "
+                                            "tables then go to stderr)."),
     pr_curve: Optional[Path] = typer.Option(None, "--pr-curve", help="Write PR curves (area all) as a PNG."),
     worst: int = typer.Option(5, help="Show the N worst images (F1 at IoU 0.5); 0 to hide."),
     workers: int = typer.Option(0, help="Threads (0 = all cores)."),
     no_pq: bool = typer.Option(False, "--no-pq", help="Skip PQ/SQ/RQ."),
+    quiet: bool = QUIET,
 ) -> None:
     """Score entity predictions: APe (COCO mask AP, class-agnostic, no overlap allowed) and PQ."""
     from ..errors import EntityKitError
     from ..evaluation import evaluate
-    from ..evaluation.report import print_report, write_pr_curves, write_result_json
+    from ..evaluation.report import print_report, result_to_json, write_pr_curves, write_result_json
     from ..fileio import check_output
 
     if workers < 0:
         raise EntityKitError(f"--workers must be 0 (all cores) or a positive number, got {workers}")
     if worst < 0:
         raise EntityKitError(f"--worst must be 0 (hide) or a positive number, got {worst}")
+    json_stdout = is_stdout(json_out)
     inputs = [gt, pred, gt_png_dir, pred_png_dir, pred / "predictions.json" if pred.is_dir() else None]
-    for out in (json_out, pr_curve):  # before any work: never over an input, a folder or under a file
-        if out is not None:
-            check_output(out, inputs=[*inputs, *(o for o in (json_out, pr_curve) if o is not None and o is not out)])
+    files = [o for o in (None if json_stdout else json_out, pr_curve) if o is not None]
+    for out in files:  # before any work: never over an input, a folder or under a file
+        check_output(out, inputs=[*inputs, *(o for o in files if o is not out)])
     r = evaluate(gt, pred, gt_png_dir=gt_png_dir, pred_png_dir=pred_png_dir, pred_format=pred_format.value,
                  overlap=overlap.value, max_dets=max_dets, crowd=crowd.value, workers=workers, pq=not no_pq)
-    print_report(r, console, worst=worst)
-    if json_out:
+    say = err_console if json_stdout else console  # stdout holds nothing but the JSON when it is the JSON's
+    if not quiet:
+        print_report(r, say, worst=worst)
+    if json_stdout:
+        print_json(result_to_json(r), indent=None)  # compact, as the file
+    elif json_out:
         write_result_json(r, json_out)
-        console.print(f"wrote {json_out}", highlight=False)
+        if not quiet:
+            say.print(f"wrote {escape(str(json_out))}", highlight=False, soft_wrap=True)
     if pr_curve:
         write_pr_curves(r, pr_curve)
-        console.print(f"wrote {pr_curve}", highlight=False)
+        if not quiet:
+            say.print(f"wrote {escape(str(pr_curve))}", highlight=False, soft_wrap=True)

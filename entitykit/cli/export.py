@@ -8,7 +8,7 @@ from typing import Optional, Tuple
 import typer
 from rich.markup import escape
 
-from ._app import app, console, user_errors
+from ._app import QUIET, app, console, err_console, user_errors
 
 
 @app.command("export-onnx")
@@ -16,10 +16,11 @@ from ._app import app, console, user_errors
 def export_onnx_cmd(
     checkpoint: Path = typer.Argument(..., help="Local model checkpoint (.safetensors)."),
     output: Path = typer.Option(..., "--output", "-o", help="ONNX file to write (atomically)."),
-    size: Tuple[int, int] = typer.Option(..., "--size", help="HEIGHT WIDTH of the images the graph takes (any size; one graph per size)."),
+    size: Tuple[int, int] = typer.Option(..., "--size", metavar="HEIGHT WIDTH", help="Size of the images the graph takes, in pixels (any size; one graph per size)."),
     opset: int = typer.Option(17, "--opset", help="ONNX opset."),
     check: bool = typer.Option(False, "--check", help="Run the graph with onnxruntime beside PyTorch on a synthetic image and report agreement."),
     check_image: Optional[Path] = typer.Option(None, "--check-image", help="Check on this photo instead (resized to --size)."),
+    quiet: bool = QUIET,
 ) -> None:
     """Export inference (normalisation, padding, detection, masks, non-overlap) as one ONNX graph:
     input `image` 1×3×H×W uint8 RGB; outputs `id_map` H×W int32, `scores`, `boxes`."""
@@ -32,15 +33,19 @@ def export_onnx_cmd(
     image = read_image(check_image) if check_image is not None else None
     path, result = export_checkpoint(checkpoint, output, size[0], size[1], opset=opset, check=check,
                                      check_image=image)
-    console.print(f"wrote {escape(str(path))} ({path.stat().st_size / 2**20:.1f} MiB) for {size[0]}×{size[1]} images",
-                  highlight=False, soft_wrap=True)
+    if not quiet:
+        console.print(f"wrote {escape(str(path))} ({path.stat().st_size / 2**20:.1f} MiB) for {size[0]}×{size[1]} images",
+                      highlight=False, soft_wrap=True)
     if result is not None:
-        console.print(f"onnxruntime vs PyTorch: id map agrees on {result.pixel_agreement:.4%} of pixels; "
-                      f"{result.entities_onnx} vs {result.entities_torch} entities; largest score difference "
-                      f"{result.max_score_diff:.2e}", highlight=False)
+        if not quiet:
+            console.print(f"onnxruntime vs PyTorch: id map agrees on {result.pixel_agreement:.4%} of pixels; "
+                          f"{result.entities_onnx} vs {result.entities_torch} entities; largest score difference "
+                          f"{result.max_score_diff:.2e}", highlight=False)
         if result.pixel_agreement < 0.999 or result.entities_onnx != result.entities_torch:
-            console.print("[bold red]error:[/] the exported graph disagrees with PyTorch beyond float rounding "
-                          "(please report it with the checkpoint's preset and this size)", highlight=False)
+            err_console.print(f"[bold red]error:[/] the exported graph disagrees with PyTorch beyond float rounding "
+                              f"(id map agrees on {result.pixel_agreement:.4%} of pixels; {result.entities_onnx} vs "
+                              f"{result.entities_torch} entities; please report it with the checkpoint's preset and "
+                              "this size)", highlight=False, soft_wrap=True)
             raise typer.Exit(1)
 
 
@@ -54,12 +59,15 @@ def import_weights_cmd(
         help="Multiply each score by its mask's mean probability (default: as the authors' README: on for Swin, "
              "off for ResNets)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
+    quiet: bool = QUIET,
 ) -> None:
     """Import one of the authors' trained models (R-50, R-101, R-101-DCNv2, Swin-T, Swin-L) as an entitykit
     checkpoint for predict, edit, export-onnx and train --init. Read without running pickled code."""
     from ..model.authors import import_authors_checkpoint
 
     report = import_authors_checkpoint(source, output, mask_rescore=mask_rescore, overwrite=overwrite)
+    if quiet:
+        return
     console.print(f"{escape(report.architecture)}: {report.tensors} tensors → {escape(str(report.output))} "
                   f"(mask rescore {'on' if report.config.mask_rescore else 'off'}; {len(report.dropped)} unused "
                   f"tensors dropped; source sha256 {report.source_sha256[:12]}…)", highlight=False, soft_wrap=True)

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from ..errors import EntityKitError
-from ..fileio import check_output
-from ..merge import merge_datasets
-from ..pack import DEFAULT_SHARD_IMAGES, pack_dataset, verify_pack
-from ._app import app, console, err_console, user_errors, worker_count
+from ._app import QUIET, app, console, err_console, user_errors, worker_count
+
+Split = Literal["train", "val", "test"]  # = entitykit.merge.SPLITS (tests/test_cli_conventions.py checks)
+DEFAULT_SHARD_IMAGES = 5000  # = entitykit.pack.DEFAULT_SHARD_IMAGES (checked likewise; pack imports h5py)
 
 
 def _pairs(values: list[str], what: str) -> dict[str, str]:
@@ -37,16 +38,20 @@ def merge(
     weight: list[str] = typer.Option([], "--weight", "-w", help="NAME=W, repeated: relative share of the output per input (give every input one)."),
     total: Optional[int] = typer.Option(None, "--total", "-n", help="Number of output images (default: all input images, each once — the paper's Table 4 setting)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the sampling."),
-    split: Optional[str] = typer.Option(None, "--split", help="train, val or test: the split of every input (required when it cannot be inferred)."),
+    split: Optional[Split] = typer.Option(None, "--split", help="The split of every input (required when it cannot be inferred)."),
     holdout: list[Path] = typer.Option([], "--holdout", help="Validation dataset whose images must not be in the output (repeatable)."),
     dedupe: bool = typer.Option(False, "--dedupe", help="Drop later copies of an image whose file bytes equal an earlier one."),
     drop_holdout_overlap: bool = typer.Option(False, "--drop-holdout-overlap", help="Drop images also in a --holdout set instead of refusing."),
     no_hash: bool = typer.Option(False, "--no-content-check", help="Do not read image files (no duplicate or holdout detection)."),
     images: list[str] = typer.Option([], "--images", help="NAME=DIR, repeated: image folder of an input (overrides its info.image_root)."),
     workers: int = typer.Option(4, "--workers", "-j", help="Threads hashing image files (0 = all cores)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    quiet: bool = QUIET,
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="List every group of duplicate images (not only the first 5)."),
 ) -> None:
     """Merge entity datasets: ids re-based, provenance kept, duplicates reported, weighted sampling to a fixed total."""
+    from ..fileio import check_output
+    from ..merge import merge_datasets
+
     weights = {k: _float(k, v) for k, v in _pairs(weight, "--weight").items()} or None
     n_workers = worker_count(workers)
     check_output(output, inputs=[*inputs, *holdout])
@@ -66,23 +71,43 @@ def merge(
         progress=not quiet,
     )
     ds.save(output)
+    if quiet:
+        return
     rep = ds.info["merge"]
-    t = Table(title=f"merged → {output} (split {rep['split']}, seed {rep['seed']})")
-    for col in ("input", "split", "images", "weight", "images out", "unique", "max copies", "annotations out"):
-        t.add_column(col, justify="left" if col in ("input", "split") else "right")
+    t = Table(title=f"merged → {escape(str(output))} (split {rep['split']}, seed {rep['seed']})")
+    # weights and sampling columns only when they say something (the default mix takes every image once)
+    weighted = any(r["weight"] is not None for r in rep["inputs"])
+    sampled = any(r["max_copies"] != 1 or r["unique_images_out"] != r["images_out"] for r in rep["inputs"])
+    cols = ["input", "split", "images", *(["weight"] if weighted else []), "images\nout",
+            *(["unique", "max\ncopies"] if sampled else []), "annotations\nout"]
+    for col in cols:
+        left = col in ("input", "split")
+        t.add_column(col, justify="left" if left else "right", overflow="fold", no_wrap=not left)  # numbers never break
+
+    def row(r: dict) -> list[str]:
+        cells = {"input": escape(r["name"]), "split": r["split"], "images": f"{r['images']:,}",
+                 "weight": "" if r["weight"] is None else f"{r['weight']:g}", "images\nout": f"{r['images_out']:,}",
+                 "unique": f"{r['unique_images_out']:,}", "max\ncopies": str(r["max_copies"]),
+                 "annotations\nout": f"{r['annotations_out']:,}"}
+        return [cells[c] for c in cols]
+
     for r in rep["inputs"]:
-        t.add_row(r["name"], r["split"], f"{r['images']:,}", "" if r["weight"] is None else f"{r['weight']:g}",
-                  f"{r['images_out']:,}", f"{r['unique_images_out']:,}", str(r["max_copies"]), f"{r['annotations_out']:,}")
-    t.add_row("[bold]total", "", f"{sum(r['images'] for r in rep['inputs']):,}", "", f"[bold]{rep['images']:,}", "", "",
-              f"[bold]{rep['annotations']:,}")
+        t.add_row(*row(r))
+    total = {"input": "[bold]total", "images": f"{sum(r['images'] for r in rep['inputs']):,}",
+             "images\nout": f"[bold]{rep['images']:,}", "annotations\nout": f"[bold]{rep['annotations']:,}"}
+    t.add_row(*(total.get(c, "") for c in cols))
     console.print(t)
     d = rep["duplicates"]
     if d["groups"]:
         verb = "dropped" if d["dropped"] else "kept (use --dedupe to drop)"
         err_console.print(f"[yellow]duplicates:[/] {d['groups']:,} image(s) with identical file bytes, "
                           f"{d['extra_images']:,} extra cop(ies) {verb}; listed in info.merge.duplicates", highlight=False)
-        for g in d["listed"][:5]:
-            err_console.print("  " + " = ".join(f"{x['input']}:{x['image_id']} ({x['file_name']})" for x in g["images"]), highlight=False)
+        listed = d["listed"] if verbose else d["listed"][:5]
+        for g in listed:
+            err_console.print("  " + " = ".join(f"{x['input']}:{x['image_id']} ({x['file_name']})" for x in g["images"]),
+                              highlight=False, markup=False, soft_wrap=True)
+        if len(d["listed"]) > len(listed):
+            err_console.print(f"  … {len(d['listed']) - len(listed)} more (--verbose lists them)", highlight=False)
     h = rep["holdout"]
     if h["overlap"]:
         err_console.print(f"[yellow]holdout overlap:[/] {h['overlap']:,} image(s) also in a holdout set were dropped", highlight=False)
@@ -91,7 +116,7 @@ def merge(
         console.print(f"holdout: no image shared with the {n_held:,} image(s) of {len(h['datasets'])} holdout set(s)", highlight=False)
     if rep["content_hash"] is None:
         err_console.print("[yellow]image contents not checked (--no-content-check)[/]")
-    console.print(f"image root: {ds.image_root}", highlight=False)
+    console.print(f"image root: {escape(str(ds.image_root))}", highlight=False, soft_wrap=True)
 
 
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
@@ -135,9 +160,13 @@ def pack(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing pack."),
     ignore_exif: bool = typer.Option(False, "--ignore-exif", help="Training reads the images' stored pixels, ignoring EXIF orientation (recorded in the pack)."),
     verify: bool = typer.Option(False, "--verify", help="Re-read the pack and compare every image and id map with the dataset."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    quiet: bool = QUIET,
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="With --verify: list every difference (not only the first 50)."),
 ) -> None:
     """Entity dataset → HDF5 shards (original image bytes + compressed id maps + entity table) for fast training I/O."""
+    from ..fileio import check_output
+    from ..pack import pack_dataset, verify_pack
+
     n_workers = worker_count(workers)
     shard_bytes = parse_size(shard_size)
     check_output(output, kind="file" if output.suffix.lower() in (".h5", ".hdf5") else "folder", inputs=[dataset, images])
@@ -145,12 +174,19 @@ def pack(
                        shard_bytes=shard_bytes, level=level, workers=n_workers, overwrite=overwrite,
                        exif=not ignore_exif, progress=not quiet)
     size = sum(p.stat().st_size for p in Path(output).iterdir()) if Path(output).is_dir() else Path(output).stat().st_size
-    console.print(f"packed {man['images']:,} images, {man['annotations']:,} annotations into {len(man['shards'])} "
-                  f"shard(s), {size / 2**20:,.1f} MiB → {output}", highlight=False)
+    if not quiet:
+        console.print(f"packed {man['images']:,} images, {man['annotations']:,} annotations into {len(man['shards'])} "
+                      f"shard(s), {size / 2**20:,.1f} MiB → {escape(str(output))}", highlight=False, soft_wrap=True)
     if verify:
         problems = verify_pack(output, dataset, image_root=images, progress=not quiet)
-        for p in problems[:50]:
-            err_console.print(f"[red]✗[/] {p}", highlight=False, soft_wrap=True)
+        shown = problems if verbose else problems[:50]
+        for p in shown:
+            err_console.print(f"[red]✗[/] {escape(str(p))}", highlight=False, soft_wrap=True)
+        if len(problems) > len(shown):
+            err_console.print(f"[red]… {len(problems) - len(shown)} more[/] (--verbose lists them all)", highlight=False)
         if problems:
+            err_console.print(f"[bold red]error:[/] {escape(str(output))}: {len(problems):,} difference(s) from "
+                              f"{escape(str(dataset))}", highlight=False, soft_wrap=True)
             raise typer.Exit(1)
-        console.print("[green]verified[/]: image bytes, id maps and entity tables identical")
+        if not quiet:
+            console.print("[green]verified[/]: image bytes, id maps and entity tables identical")

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import List, Literal, Optional, Tuple
 
 import typer
 from rich.markup import escape
 
-from ..edit import OPS
-from ..predict import FULL_PASTE_PIXELS
-from ._app import app, console, err_console, user_errors
+from ._app import QUIET, app, console, err_console, user_errors
+
+# Written here so that `--help` does not import the model (PyTorch); each equals the library's
+# value (tests/test_cli_conventions.py checks): entitykit.edit.OPS, entitykit.predict.FULL_PASTE_PIXELS.
+EditOp = Literal["cutout", "bokeh", "recolor"]
+FULL_PASTE_PIXELS = 4_000_000
+OVERLAY_ALPHA = 0.35  # visualize.DEFAULT_ALPHA, written out so that --help stays light
 
 SAVE_FORMATS = {".png": "PNG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF", ".jpg": "JPEG", ".jpeg": "JPEG",
                 ".bmp": "BMP"}
@@ -42,12 +46,15 @@ def predict(
     paste_pixels: int = typer.Option(FULL_PASTE_PIXELS, "--paste-pixels", help="Images up to this many pixels get masks pasted at full resolution (as the authors); larger ones get the model-size map enlarged (bounded memory)."),
     device: str = typer.Option("auto", "--device", help="auto (cuda if available, else cpu), cpu, cuda, cuda:1, …"),
     no_overlays: bool = typer.Option(False, "--no-overlays", help="Skip the overlay PNGs."),
+    overlay_alpha: float = typer.Option(OVERLAY_ALPHA, "--overlay-alpha", min=0.0, max=1.0, help="Fill opacity of the overlay tint: 0 shows only the photo and entity edges, 1 paints entities solid."),
+    labels: bool = typer.Option(True, "--labels/--no-labels", help="Write each entity's id and score on the overlay, inside the entity (the id of predictions.json and of `edit --point`)."),
+    no_previews: bool = typer.Option(False, "--no-previews", help="Skip the coloured previews of the 16-bit id maps (previews/<name>.png)."),
     cutouts: bool = typer.Option(False, "--cutouts", help="Also write each entity as an RGBA PNG cropped to its box."),
     keep_going: bool = typer.Option(False, "--keep-going", help="Skip unreadable images (listed under info.problems in predictions.json) instead of stopping."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output folder once the new one is complete."),
     ignore_exif: bool = typer.Option(False, "--ignore-exif", help="Read the images' stored pixels, ignoring their EXIF orientation."),
     threads: int = THREADS,
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    quiet: bool = QUIET,
 ) -> None:
     """Segment entities in images: per image a 16-bit id map + scores (the scorer's format), a COCO RLE
     results JSON, overlays and optional cutouts."""
@@ -58,12 +65,17 @@ def predict(
     check_output(output, kind="folder", inputs=[checkpoint, dataset])
 
     def problem(p: dict) -> None:
-        err_console.print(f"[yellow]skipped:[/] {escape(p['path'])}: {escape(p['problem'])}", highlight=False)
+        if not quiet:
+            err_console.print(f"[yellow]skipped:[/] {escape(p['path'])}: {escape(p['problem'])}", highlight=False,
+                              soft_wrap=True)
 
     run = run_predict(checkpoint, inputs, output, min_score=min_score, device=device, overlays=not no_overlays,
                       cutouts=cutouts, dataset=dataset, image_root=images, max_size=max_size,
                       paste_pixels=paste_pixels, keep_going=keep_going, exif=not ignore_exif,
-                      overwrite=overwrite, progress=not quiet, on_problem=problem)
+                      overwrite=overwrite, progress=not quiet, on_problem=problem, previews=not no_previews,
+                      overlay_alpha=overlay_alpha, overlay_labels=labels)
+    if quiet:
+        return
     n = len(run.images)
     per = run.model_seconds / n if n else 0.0
     console.print(f"{n:,} images, {run.entities:,} entities on {run.settings['device']} "
@@ -80,8 +92,8 @@ def predict(
 @user_errors
 def edit(
     image: Path = typer.Argument(..., help="Photo to edit (EXIF orientation is applied)."),
-    point: Tuple[float, float] = typer.Option(..., "--point", help="X Y: a pixel of the entity to edit (x = column, y = row)."),
-    op: str = typer.Option(..., "--op", help=f"{' | '.join(OPS)}: RGBA cutout, blur the rest, or hue shift."),
+    point: Tuple[float, float] = typer.Option(..., "--point", metavar="X Y", help="A pixel of the entity to edit (x = column, y = row)."),
+    op: EditOp = typer.Option(..., "--op", help="cutout (RGBA, transparent elsewhere), bokeh (blur the rest) or recolor (hue shift)."),
     output: Path = typer.Option(..., "--output", "-o", help="Image to write (.png; cutouts need PNG, WebP or TIFF)."),
     id_map: Optional[Path] = typer.Option(None, "--id-map", help="Id-map PNG of the image (from `entitykit predict`)."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c", help="Predict the id map with this local checkpoint instead."),
@@ -93,7 +105,8 @@ def edit(
     min_score: float = typer.Option(0.0, "--min-score", help="With --checkpoint: drop entities scoring lower."),
     device: str = typer.Option("auto", "--device", help="With --checkpoint: auto, cpu, cuda, …"),
     threads: int = THREADS,
-    overwrite: bool = typer.Option(True, "--overwrite/--no-overwrite", help="Replace an existing output file (never an input)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file (never an input)."),
+    quiet: bool = QUIET,
 ) -> None:
     """Edit one entity picked by a point: cut it out, blur everything else (bokeh), or shift its hue."""
     from PIL import Image
@@ -103,10 +116,7 @@ def edit(
     from ..fileio import atomic_path, check_output
     from ..images import read_image
     from ..masks import read_id_map_png
-    from ..model.predictor import Predictor
 
-    if op not in OPS:
-        raise EntityKitError(f"unknown --op {op!r}; choose one of {', '.join(OPS)}")
     if (id_map is None) == (checkpoint is None):
         raise EntityKitError("give exactly one of --id-map and --checkpoint")
     fmt = SAVE_FORMATS.get(output.suffix.lower())
@@ -122,11 +132,15 @@ def edit(
             raise EntityKitError(f"id map is {ids.shape[1]}×{ids.shape[0]} but the image is "
                                  f"{img.shape[1]}×{img.shape[0]} (EXIF orientation applied)", id_map)
     else:
+        from ..model.predictor import Predictor  # PyTorch: only when the id map is predicted
+
         _set_threads(threads)
         ids = Predictor(checkpoint, device=device, min_score=min_score, max_size=max_size)(img).id_map
     result, k = edit_image(img, ids, point, op, hue=hue, blur=blur, feather=feather, crop=crop)
     with atomic_path(output) as tmp:
         Image.fromarray(result).save(tmp, format=fmt, **({"quality": 95} if fmt in ("JPEG", "WEBP") else {}))
+    if quiet:
+        return
     n = int((ids == k).sum())
     console.print(f"{op}: entity {k} ({n:,} px, {n / ids.size:.1%} of the image) → {escape(str(output))}",
                   highlight=False, soft_wrap=True)

@@ -8,7 +8,7 @@ from typing import Any, List, Optional
 
 import typer
 
-from ..train import DEFAULT_OUTPUT, TrainConfig, read_options, resume_config, train
+from ..runs import DEFAULT_OUTPUT  # torch-free: entitykit.train (torch) is imported when the command runs
 from ._app import app, console, user_errors
 
 
@@ -29,11 +29,18 @@ def train_cmd(
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --output from its last checkpoint, exactly; "
                                 "its config.json holds the options (give none, or only the same ones; --max-iter may be raised)."),
     stop_after: Optional[int] = typer.Option(None, help="Stop this process after N iterations (resume later)."),
+    keep_last: Optional[int] = typer.Option(None, "--keep-last", help="Periodic checkpoints to keep, the newest "
+                                            "(the one --resume needs is always kept); 0 keeps all [default: 3]."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads per process; 0 = automatic: "
+                                          "OMP_NUM_THREADS if set, else all but one of the cores available to each "
+                                          "process, 1 on a 2-core machine [default: 0]."),
     ignore_exif: bool = typer.Option(False, "--ignore-exif", help="Read images' stored pixels, ignoring EXIF orientation "
                                      "(datasets annotated on the un-rotated bitmap); = --set exif=false."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Train the entity model (one process, or under torchrun --nproc_per_node N for DDP)."""
+    from ..train import TrainConfig, read_options, resume_config, train
+
     flags: dict[str, Any] = {}
     if train_sets:
         flags["train"] = [str(p) for p in train_sets]
@@ -42,7 +49,8 @@ def train_cmd(
     for key, value in (("val", val), ("output", output), ("init", init)):
         if value is not None:
             flags[key] = str(value)
-    for key, value in (("preset", preset), ("max_iter", max_iter), ("batch_size", batch_size), ("lr", lr)):
+    for key, value in (("preset", preset), ("max_iter", max_iter), ("batch_size", batch_size), ("lr", lr),
+                       ("keep_last", keep_last), ("threads", threads)):
         if value is not None:
             flags[key] = value
     if ignore_exif:

@@ -364,10 +364,16 @@ def load_predictions(pred: Any, gt_images: list, *, fmt: str = "auto", pred_png_
     return LoadedPredictions(items, labels, "panoptic", spath, warnings)
 
 
-def _load_entitykit(data: dict, path: Path, images: dict) -> LoadedPredictions:
+def predictions_records(data: object, path: Path) -> list:
+    """The ``images`` records of an entitykit predictions.json, after its header rules (format,
+    version, a list of images): the one check every reader of the format calls.
+
+    Raises:
+        PredictionError: naming ``path`` and what is wrong.
+    """
     if not isinstance(data, dict) or data.get("format") != ENTITYKIT_FORMAT:
-        raise PredictionError(f"not an entitykit predictions file (format must be {ENTITYKIT_FORMAT!r})", path)
-    root = path.parent
+        raise PredictionError(f"not an entitykit predictions file (its 'format' must be {ENTITYKIT_FORMAT!r}; "
+                              "docs/prediction-format.md)", path)
     version = data.get("version", PREDICTIONS_FORMAT_VERSION)
     if version != PREDICTIONS_FORMAT_VERSION or isinstance(version, bool):
         raise PredictionError(f"version {version!r} is not supported (this entitykit reads version "
@@ -375,6 +381,12 @@ def _load_entitykit(data: dict, path: Path, images: dict) -> LoadedPredictions:
     recs = data.get("images")
     if not isinstance(recs, list):
         raise PredictionError("'images' must be a list", path)
+    return recs
+
+
+def _load_entitykit(data: dict, path: Path, images: dict) -> LoadedPredictions:
+    recs = predictions_records(data, path)
+    root = path.parent
     items, labels, warnings = [], [], []
     seen_images: set = set()
     dropped = 0

@@ -1,4 +1,4 @@
-"""Presenting an EvalResult: rich tables, a JSON document, a PR-curve PNG (Pillow only)."""
+"""Presenting an EvalResult: rich tables, a JSON document, a PR-curve PNG (matplotlib)."""
 
 from __future__ import annotations
 
@@ -129,48 +129,16 @@ def print_report(r, console, *, worst: int = 5) -> None:
 
 def write_pr_curves(r, path: str | Path, *, area: int = 0, size: tuple[int, int] = (720, 540)) -> None:
     """Interpolated precision vs recall at each IoU threshold (area range ``area``, largest
-    max-dets), as drawn by pycocotools' accumulate; the legend gives each curve's AP."""
-    from PIL import Image, ImageDraw, ImageFont
+    max-dets), as drawn by pycocotools' accumulate; the legend gives each curve's AP (percent, two
+    decimals). Drawn by :func:`entitykit.plotting.pr_curves`; the PNG is ``size`` (width, height) px."""
+    from ..plotting import pr_curves  # noqa: PLC0415  (matplotlib is imported only when a chart is drawn)
 
-    W, H = size
-    left, right, top, bottom = 70, 190, 40, 60
-    img = Image.new("RGB", (W, H), "white")
-    d = ImageDraw.Draw(img)
-    font = ImageFont.load_default()
-    x0, y0, x1, y1 = left, top, W - right, H - bottom
-
-    def px(rc: float, pr: float) -> tuple[float, float]:
-        return x0 + rc * (x1 - x0), y1 - pr * (y1 - y0)
-
-    for k in range(11):
-        v = k / 10
-        gx, _ = px(v, 0)
-        _, gy = px(0, v)
-        d.line([(gx, y0), (gx, y1)], fill=(232, 232, 232))
-        d.line([(x0, gy), (x1, gy)], fill=(232, 232, 232))
-        d.text((gx - 8, y1 + 6), f"{v:.1f}", fill="black", font=font)
-        d.text((x0 - 30, gy - 6), f"{v:.1f}", fill="black", font=font)
-    d.rectangle([x0, y0, x1, y1], outline="black")
-    d.text(((x0 + x1) / 2 - 15, y1 + 26), "recall", fill="black", font=font)
-    d.text((8, y0 - 26), "precision", fill="black", font=font)
     o = r.options
-    d.text((x0, 12), f"APe PR curves, area {AREA_LBL[area]}, max-dets {o['max_dets']}, overlap {o['overlap']}",
-           fill="black", font=font)
     prec = r.precision[:, :, 0, area, -1]
-    n = len(IOU_THRS)
-    for t in range(n):
-        q = prec[t]
-        if (q < 0).all():
-            continue
-        f = t / max(1, n - 1)
-        color = (int(30 + 200 * f), int(90 + 60 * (1 - abs(2 * f - 1))), int(220 - 190 * f))
-        pts = [px(float(rc), float(max(p, 0))) for rc, p in zip(REC_THRS, q)]
-        d.line(pts, fill=color, width=3 if t in (0, 5) else 1)
-        ap = float(np.mean(q[q > -1])) if (q > -1).any() else float("nan")
-        ly = y0 + 8 + 18 * t
-        d.line([(x1 + 12, ly + 6), (x1 + 36, ly + 6)], fill=color, width=3)
-        d.text((x1 + 42, ly), f"IoU {IOU_THRS[t]:.2f}: {100 * ap:.1f}", fill="black", font=font)
-    d.text((x1 + 12, y0 + 8 + 18 * n + 8), f"APe {100 * max(r.stats[0], 0):.2f}", fill="black", font=font)
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        img.save(tmp, format="PNG")
+    title = f"APe precision–recall (area {AREA_LBL[area]}, max-dets {o['max_dets']}, overlap {o['overlap']})"
+    k = 0 if area == 0 else 2 + area  # APe, or APe_s / APe_m / APe_l: the mean of the curves' APs
+    summary = ""
+    if r.stats[k] >= 0:
+        summary = f"{r.stat_names[k]} {100 * float(r.stats[k]):.2f} (mean of the {len(IOU_THRS)} curves)"
+    with atomic_path(Path(path)) as tmp:
+        pr_curves(prec, REC_THRS, IOU_THRS, tmp, title=title, summary=summary, width=size[0], height=size[1])

@@ -80,14 +80,20 @@ class Predictor:
     """A loaded model plus the resize rule; call it on an H×W×3 uint8 image.
 
     ``checkpoint_or_model`` is a local safetensors checkpoint (``save_checkpoint``) or an
-    ``EntityModel``; a model given with ``device="auto"`` stays where it is.
+    ``EntityModel``; a model given with ``device="auto"`` stays where it is. ``threads``: PyTorch's
+    CPU threads during each call (0: :func:`entitykit.threads.choose_threads`' rule; put back after
+    the call); None leaves the process's setting (``entitykit.threads.set_threads``) alone.
     """
 
     def __init__(self, checkpoint_or_model: Any, *, device: str = "auto", min_score: float = 0.0,
-                 max_size: int | None = None, min_size: int | None = None, paste_pixels: int = FULL_PASTE_PIXELS):
+                 max_size: int | None = None, min_size: int | None = None, paste_pixels: int = FULL_PASTE_PIXELS,
+                 threads: int | None = None):
         import torch
 
+        from ..threads import check_threads
         from .checkpoint import load_checkpoint
+
+        self.threads = None if threads is None else check_threads(threads)
 
         self.checkpoint: Path | None = None
         if isinstance(checkpoint_or_model, (str, Path)):
@@ -128,7 +134,9 @@ class Predictor:
         out = {"min_score": self.min_score, "min_size": self.min_size, "max_size": self.max_size,
                "paste_pixels": self.paste_pixels, "device": self.device.type}
         if self.device.type == "cpu":  # scores can differ in the last bit between thread counts
-            out["threads"] = torch.get_num_threads()
+            from ..threads import choose_threads
+
+            out["threads"] = torch.get_num_threads() if self.threads is None else choose_threads(self.threads)
         return out
 
     def model_record(self) -> dict:
@@ -141,6 +149,7 @@ class Predictor:
     def __call__(self, image: np.ndarray) -> PredictedImage:
         import torch
 
+        from ..threads import use_threads
         from .entity_model import prepare_images
 
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
@@ -153,7 +162,7 @@ class Predictor:
         was_training = self.model.training
         self.model.eval()
         try:
-            with torch.inference_mode():
+            with torch.inference_mode(), use_threads(self.threads if self.device.type == "cpu" else None):
                 batch, sizes = prepare_images([tensor], self.cfg)
                 # as the authors: mask probabilities are pasted at the original size; above
                 # paste_pixels the model-size map is enlarged by nearest neighbour instead (bounded memory)
