@@ -96,7 +96,10 @@ def _umask_modes(target: Path) -> None:
         perms = st_mode & 0o777
         want = (0o777 if is_dir else (perms & 0o111) | 0o666) & ~mask
         if perms != want:
-            os.chmod(p, (st_mode & 0o7000) | want)  # setgid folders etc. keep their special bits
+            try:
+                os.chmod(p, (st_mode & 0o7000) | want)  # setgid folders etc. keep their special bits
+            except OSError:  # a file system without Unix modes (some network / FUSE mounts): keep the output
+                pass
 
     st = os.lstat(target)
     if stat.S_ISLNK(st.st_mode):

@@ -12,14 +12,22 @@
    cores, 7 per process for 2 processes on 16 cores. Processes on one machine never oversubscribe
    its cores.
 
-Why, measured on a 2-core VM (``benchmarks/bench_busy.py``, ``benchmarks/RESULTS.md``): PyTorch's
+Why, measured on a 2-core VM with ``python benchmarks/bench_busy.py --iterations 60 --competitor
+spin|matmul`` (60 iterations of the demo's training; tables in ``benchmarks/RESULTS.md``): PyTorch's
 default is one thread per core, and each parallel region ends when its slowest thread does. When
-another process holds one of the cores, every region waits for the thread that shares it, so the
-demo's training ran 6–17× slower with 2 threads than with 1 (30 iterations: 1 thread 37 s, 2
-threads 290 s, with other jobs on the machine). On a quiet 2-core machine 2 threads are only
-about 1.2× faster than 1 (the demo trained in 172 s with 2 threads; the 1-thread runs of
-``bench_ablation.py`` took about 206 s). Leaving one core free keeps one competing process from
-stalling every parallel region, at a small cost when the machine is quiet.
+another process holds one of the cores, every region waits for the thread that shares it:
+
+============================  =======  ===================  ====================
+demo training, 60 iterations  quiet    beside 1 spinning    beside a 2-thread
+                                       Python process       ``torch.matmul`` loop
+============================  =======  ===================  ====================
+PyTorch's default, 2 threads  23–25 s  66–217 s (2.8–9×)    345–400 s (14–19×)
+1 thread (this rule)          32–33 s  32–39 s (0.97–1.03×) 55–82 s (1.3–2.6×)
+============================  =======  ===================  ====================
+
+``predict`` on the demo's 8 held-out images: 0.6 s / 0.7 s quiet, 30.5 s / 1.4 s beside the
+matmul loop. So one thread costs about 1.4× on a quiet 2-core machine and saves 2–20× on a busy
+one. Leaving one core free keeps one competing process from stalling every parallel region.
 
 Why the rule does not look at the current load (``os.getloadavg``): the number of threads changes
 the floating-point summation order, so the weights after 4 training iterations of the ``tiny``

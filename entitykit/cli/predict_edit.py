@@ -19,18 +19,13 @@ OVERLAY_ALPHA = 0.35  # visualize.DEFAULT_ALPHA, written out so that --help stay
 SAVE_FORMATS = {".png": "PNG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF", ".jpg": "JPEG", ".jpeg": "JPEG",
                 ".bmp": "BMP"}
 ALPHA_FORMATS = ("PNG", "WEBP", "TIFF")
-THREADS = typer.Option(0, "--threads", help="CPU threads for the model (0 = torch's default; 1 is often fastest on a busy machine).")
+THREADS = typer.Option(0, "--threads", help="CPU threads for the model (0 = automatic: OMP_NUM_THREADS if set, else all but one of the available cores, 1 on a 2-core machine).")
 
 
 def _set_threads(n: int) -> None:
-    if n < 0:
-        from ..errors import EntityKitError
+    from ..threads import set_threads
 
-        raise EntityKitError(f"--threads must be ≥ 0, got {n}")
-    if n:
-        import torch
-
-        torch.set_num_threads(n)
+    set_threads(n)  # 0 = entitykit.threads' rule; n < 0 → EntityKitError naming "threads"
 
 
 @app.command()
