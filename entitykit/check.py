@@ -70,12 +70,47 @@ class _Full(Exception):
 class Rules:
     """The format's rules, applied item by item; ``problem(item, text)`` receives each violation."""
 
-    def __init__(self, problem: Callable[[str, str], None]):
+    def __init__(self, problem: Callable[[str, str], None], *,
+                 earlier_ann_ids: Callable[[str], set[Any]] | None = None):
         self.problem = problem
-        self.images: dict[Any, dict[str, Any]] = {}
-        self.file_names: dict[str, dict[str, Any]] = {}
-        self.ann_ids: set[Any] = set()
+        self.images: dict[Any, dict[str, Any]] = {}  # this part's (shard's) images: its annotations' targets
+        self.image_part: dict[Any, str] = {}  # every image id of the dataset → the part (shard) holding it
+        self.file_names: dict[str, tuple[Any, bool]] = {}  # lower-cased file_name → (image id, is a copy)
+        self.ann_ids: set[Any] = set()  # this part's annotation ids
+        self.ann_ranges: list[tuple[int, int, str]] = []  # earlier parts' annotation ids: (min, max, part)
+        self.earlier_ann_ids = earlier_ann_ids  # re-reads an earlier part's ids when ranges overlap
+        self.part = ""
         self.refused: set[Any] = set()  # images already reported: their annotations are not "unknown"
+
+    def begin_part(self, part: str) -> None:
+        """Start the next part (shard) of a dataset: the global index keeps image ids, file names and
+        each earlier part's annotation-id range; the per-part tables start empty."""
+        self.part = part
+        self.images = {}
+
+    def end_part(self) -> None:
+        """Close the current part: its annotation ids must not be those of an earlier part.
+
+        Exact, with memory that grows with the number of parts, not of masks: each part leaves
+        only its (min, max) id range; when a range meets an earlier one, that earlier part's ids
+        are re-read (``earlier_ann_ids``) and compared on the shared range only."""
+        ids = [i for i in self.ann_ids if _whole_id(i)]
+        self.ann_ids = set()
+        if not ids:
+            return
+        lo, hi = min(ids), max(ids)
+        for plo, phi, part in self.ann_ranges:
+            if plo > hi or phi < lo or self.earlier_ann_ids is None:
+                continue
+            a, b = max(lo, plo), min(hi, phi)
+            mine = {i for i in ids if a <= i <= b}
+            shared = sorted(mine & {i for i in self.earlier_ann_ids(part) if a <= i <= b})
+            for i in shared[:5]:
+                self.problem(f"annotation {i!r}", f"duplicate annotation id (also in {part})")
+            if len(shared) > 5:
+                self.problem(f"annotations of {Path(part).name}",
+                             f"{len(shared) - 5} more annotation ids also in {part}")
+        self.ann_ranges.append((lo, hi, self.part))
 
     def categories(self, categories: list[Any]) -> None:
         if not any(isinstance(c, dict) and c.get("id") == 1 for c in categories):
@@ -96,17 +131,19 @@ class Rules:
                                "(raise it with entitykit --max-pixels N, before the command)")
             self.refused.add(img["id"])
             return False
-        if img["id"] in self.images:
-            self.problem(item, "duplicate image id")
+        if img["id"] in self.image_part:
+            other_part = self.image_part[img["id"]]
+            self.problem(item, "duplicate image id" + (f" (also in {other_part})" if other_part != self.part else ""))
             return False
         key = img["file_name"].lower()
         other = self.file_names.get(key)
         if other is None:
-            self.file_names[key] = img
-        elif not (img.get("copies") and other.get("copies")):  # a merge's repeated copies share their file
-            self.problem(item, f"file_name {img['file_name']!r} is also image {other['id']!r}'s "
+            self.file_names[key] = (img["id"], bool(img.get("copies")))
+        elif not (img.get("copies") and other[1]):  # a merge's repeated copies share their file
+            self.problem(item, f"file_name {img['file_name']!r} is also image {other[0]!r}'s "
                                "(compared case-insensitively)")
         self.images[img["id"]] = img
+        self.image_part[img["id"]] = self.part
         return True
 
     def annotation(self, j: int, ann: Any) -> dict[str, Any] | None:
@@ -125,7 +162,9 @@ class Rules:
             self.problem(item, f"category_id is {ann['category_id']!r}; entities use category 1")
         img = self.images.get(ann["image_id"])
         if img is None:
-            if ann["image_id"] not in self.refused:
+            if ann["image_id"] in self.image_part:  # a shard holds its own images' annotations
+                self.problem(item, f"annotation for an image of another shard ({self.image_part[ann['image_id']]})")
+            elif ann["image_id"] not in self.refused:
                 self.problem(item, "annotation for an unknown image")
             return None
         seg = ann["segmentation"]
@@ -193,6 +232,10 @@ class Rules:
             self.problem(item, f"{path}: {why}")
 
 
+def _whole_id(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
 def _bbox_equal(bbox: Any, box: list[float]) -> bool:
     if not (isinstance(bbox, list) and len(bbox) == 4):
         return False
@@ -203,11 +246,19 @@ def _bbox_equal(bbox: Any, box: list[float]) -> bool:
 
 
 def validate(ds: EntityDataset, problem: Callable[[str, str], None], *, level: str = "full",
-             check_images: bool = False, exif: bool = True, progress: bool = False) -> None:
-    """Apply the rules to a whole in-memory dataset (see the module docstring for what each level does)."""
+             check_images: bool = False, exif: bool = True, progress: bool = False,
+             rules: Rules | None = None) -> None:
+    """Apply the rules to a whole in-memory dataset (see the module docstring for what each level does).
+
+    ``rules``: the :class:`Rules` of a sharded dataset's earlier shards (its global index: image
+    ids, file names, annotation-id ranges), so that ``ds``, one shard, is checked as a part of the
+    whole; by default ``ds`` is the whole dataset. The caller ends the last part (``rules.end_part()``)."""
     if level not in LEVELS:
         raise EntityKitError(f"unknown validation level {level!r}; choose one of {LEVELS}")
-    rules = Rules(problem)
+    whole = rules is None
+    if rules is None:
+        rules = Rules(problem)
+    rules.begin_part(str(ds.path) if ds.path is not None else "<dataset>")
     rules.categories(ds.categories)
     for i, img in enumerate(ds.images):
         rules.image(i, img)
@@ -227,6 +278,8 @@ def validate(ds: EntityDataset, problem: Callable[[str, str], None], *, level: s
             for img in rules.images.values():
                 rules.image_file(ds, img, exif=exif)
                 advance()
+    if whole:
+        rules.end_part()
 
 
 def check_dataset(
@@ -242,21 +295,65 @@ def check_dataset(
     and (``check_images``) each image file as ``train`` and ``pack`` will read it (``exif``: apply
     the EXIF orientation, the default, or read stored pixels). Collects all problems (up to
     ``max_problems``) instead of stopping at the first. Raises only when the file cannot be read
-    as JSON at all."""
-    ds = EntityDataset.open(dataset, image_root=image_root, validate=None)
-    where = str(ds.path) if ds.path is not None else "<dataset>"
-    report = CheckReport(path=where, images=len(ds.images), annotations=len(ds.annotations))
+    as JSON at all (or, for a sharded dataset, when its manifest is invalid).
+
+    A sharded dataset (``entitykit.shards``) is checked shard by shard, one in memory at a time:
+    each problem names its shard file; a shard that cannot be read (missing, changed since the
+    manifest was written, not JSON) is one problem and the check goes on with the next; the
+    rules that span shards (unique image ids, file names and annotation ids; annotations of the
+    shard's own images) use the global index of :class:`Rules`; each shard's counts must be its
+    manifest entry's."""
+    from .dataset import is_sharded, load_shard, part_annotation_ids, shard_count_problem  # noqa: PLC0415
+
+    if isinstance(dataset, EntityDataset) or not is_sharded(dataset):
+        ds = EntityDataset.open(dataset, image_root=image_root, validate=None)
+        where = str(ds.path) if ds.path is not None else "<dataset>"
+        report = CheckReport(path=where, images=len(ds.images), annotations=len(ds.annotations))
+        parts = [(where, lambda: ds, None)]
+        manifest = None
+    else:
+        from .shards import read_manifest  # noqa: PLC0415
+
+        manifest = read_manifest(dataset)
+        report = CheckReport(path=str(dataset))
+        parts = [(str(manifest.shard_path(e)), lambda e=e: load_shard(manifest, e, image_root), e)
+                 for e in manifest.shards]
+    current = {"where": report.path}
 
     def problem(item: str, text: str) -> None:
-        report.problems.append(DatasetError(text, where, item))
+        report.problems.append(DatasetError(text, current["where"], item))
         if len(report.problems) >= max_problems:
             raise _Full
 
+    rules = Rules(problem, earlier_ann_ids=part_annotation_ids)
     try:
-        validate(ds, problem, level="full", check_images=check_images, exif=exif, progress=progress)
+        with progress_bar(len(parts), "check shards", enabled=progress and manifest is not None) as advance:
+            for where, load, entry in parts:
+                current["where"] = where
+                try:
+                    part = load()
+                except DatasetError as e:  # an unreadable shard: one problem, then the next shard
+                    if manifest is None:
+                        raise
+                    problem(e.item or "", e.problem) if e.path == where else report.problems.append(e)
+                    advance()
+                    continue
+                if manifest is not None:
+                    report.images += len(part.images)
+                    report.annotations += len(part.annotations)
+                before = len(report.problems)
+                validate(part, problem, level="full", check_images=check_images, exif=exif,
+                         progress=progress and manifest is None, rules=rules)
+                rules.end_part()
+                report.checked_image_files |= check_images and part.image_root is not None
+                if entry is not None and len(report.problems) == before:
+                    why = shard_count_problem(entry, part)
+                    if why:
+                        report.problems.append(DatasetError(why, str(manifest.path), f"shard {entry.file}"))
+                del part
+                advance()
     except _Full:
-        report.problems.append(DatasetError(f"stopped after {max_problems} problems", where))
-    report.checked_image_files = check_images and ds.image_root is not None
+        report.problems.append(DatasetError(f"stopped after {max_problems} problems", current["where"]))
     return report
 
 

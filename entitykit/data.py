@@ -38,8 +38,8 @@ class JsonSource:
     """
 
     def __init__(self, dataset: EntityDataset | str | Path, image_root: str | Path | None = None, *,
-                 exif: bool = True):
-        self.dataset = EntityDataset.open(dataset, image_root=image_root, need_image_root=True)
+                 exif: bool = True, validate: str | None = "schema"):
+        self.dataset = EntityDataset.open(dataset, image_root=image_root, need_image_root=True, validate=validate)
         self.exif = exif
         self.groups = self.dataset.annotations_by_image()
         self.name = str(self.dataset.path or "<dataset>")
@@ -62,13 +62,117 @@ class JsonSource:
 
 
 def open_source(path: str | Path, image_root: str | Path | None = None, *, exif: bool = True) -> SampleSource:
-    """An entity JSON or an HDF5 pack, by suffix (a pack records its own EXIF rule)."""
+    """One training dataset as a sample source, by what ``path`` is:
+
+    - an HDF5 pack (a ``.h5`` file or a folder with ``pack.json``): :class:`~entitykit.pack.PackSource`
+      (a pack records its own EXIF rule);
+    - a sharded dataset (a folder with ``manifest.json``, ``entitykit.shards``): its shards in
+      manifest order, as one :class:`ConcatSource` — JSON shards read lazily, one in memory per
+      process at a time (:class:`JsonShardSource`), pack shards as packs. Every shard is validated
+      now, one at a time, with the rules across shards (``EntityDataset.parts``);
+    - a glob pattern (``packs/*.h5``) matching no path literally: the sorted matches, each opened
+      as above, as one :class:`ConcatSource`;
+    - otherwise an entity JSON: :class:`JsonSource`.
+
+    A set of shards is ONE source whose index i is the i-th image of the concatenation: sample i,
+    and so every batch (``batch_keys``), is the same as from the same images as one file or pack.
+    Raises :class:`DatasetError` naming the file (no match, not found, invalid).
+    """
     path = Path(path)
+    if not path.exists() and any(c in str(path) for c in "*?["):
+        import glob  # noqa: PLC0415
+
+        matches = sorted(glob.glob(str(path)))
+        if not matches:
+            raise DatasetError("no file or folder matches this pattern", path)
+        return ConcatSource([open_source(m, image_root, exif=exif) for m in matches], name=str(path))
+    from .dataset import is_sharded  # noqa: PLC0415
+
+    if is_sharded(path):
+        return _sharded_source(path, image_root, exif=exif)
     if path.is_dir() or path.suffix in (".h5", ".hdf5"):
         from .pack import PackSource  # noqa: PLC0415  (h5py only when packs are used)
 
         return PackSource(path)
     return JsonSource(path, image_root, exif=exif)
+
+
+class ConcatSource:
+    """Sources one after the other: index i is the i-th image of the concatenation."""
+
+    def __init__(self, sources: list[SampleSource], *, name: str = "<sources>"):
+        self.sources, self.name = list(sources), name
+        self.offsets = np.cumsum([0] + [len(s) for s in self.sources])
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} images")
+        s = int(np.searchsorted(self.offsets, index, side="right") - 1)
+        return self.sources[s].load(index - int(self.offsets[s]))
+
+
+class JsonShardSource:
+    """One JSON shard of a sharded dataset, read when first sampled. The shards of one dataset share
+    a one-slot cache (``slot``): a process holds one shard's JSON at a time, so memory is bounded by
+    the largest shard; sampling in random order re-reads a shard each time the order crosses into
+    another one (pack the dataset, ``entitykit pack``, for fast random access)."""
+
+    def __init__(self, manifest: Any, entry: Any, n: int, image_root: str | Path | None, exif: bool,
+                 slot: dict[str, Any]):
+        self.manifest, self.entry, self.n = manifest, entry, n
+        self.image_root, self.exif, self.slot = image_root, exif, slot
+        self.name = str(manifest.shard_path(entry))
+
+    def __len__(self) -> int:
+        return self.n
+
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        import os  # noqa: PLC0415
+
+        key = (self.name, os.getpid())
+        if self.slot.get("key") != key:
+            from .dataset import load_shard  # noqa: PLC0415
+
+            self.slot.clear()  # the previous shard is released before the next is read
+            ds = load_shard(self.manifest, self.entry, self.image_root)
+            self.slot["source"] = JsonSource(ds, exif=self.exif, validate=None)  # validated when opened
+            self.slot["key"] = key
+        return self.slot["source"].load(index)
+
+
+
+class _Slot(dict):
+    """The shared one-shard cache: pickled empty, and still shared (pickle keeps shared references)."""
+
+    def __reduce__(self):
+        return (_Slot, ())
+
+
+def _sharded_source(path: Path, image_root: str | Path | None, *, exif: bool) -> ConcatSource:
+    from .dataset import EntityDataset  # noqa: PLC0415
+    from .shards import read_manifest  # noqa: PLC0415
+
+    manifest = read_manifest(path)
+    sizes = []
+    for entry, ds in zip(manifest.shards, EntityDataset.parts(path, image_root=image_root)):
+        if entry.kind == "json" and ds.image_root is None:
+            raise DatasetError("the shard records no image folder (info.image_root); give it (--images DIR)",
+                               ds.path, "info.image_root")
+        sizes.append(len(ds.images))
+        del ds
+    slot = _Slot()
+    sources: list[SampleSource] = []
+    for entry, n in zip(manifest.shards, sizes):
+        if entry.kind == "json":
+            sources.append(JsonShardSource(manifest, entry, n, image_root, exif, slot))
+        else:
+            from .pack import PackSource  # noqa: PLC0415
+
+            sources.append(PackSource(manifest.shard_path(entry)))
+    return ConcatSource(sources, name=str(path))
 
 
 @dataclass

@@ -19,7 +19,7 @@ import numpy as np
 from .errors import DatasetError, raise_problems
 from .fileio import atomic_path, read_json, write_json
 from .masks import ID_MAP_FORMATS, decode_to_id_map, write_id_map_png
-from .naming import output_names
+from .naming import PREVIEWS, output_names, preview_name
 
 FORMAT_NAME = "entitykit-entities"
 FORMAT_VERSION = 1
@@ -107,7 +107,10 @@ class EntityDataset:
     @classmethod
     def load(cls, path: str | Path, image_root: str | Path | None = None) -> EntityDataset:
         """Read an entity JSON without validating its entries (``open`` validates).
-        ``image_root`` overrides the image folder recorded in the file."""
+        ``image_root`` overrides the image folder recorded in the file. A sharded dataset (folder)
+        is read whole, every shard (:meth:`concat`); :meth:`parts` streams it."""
+        if is_sharded(path):
+            return cls.concat(load_parts(path, image_root), path=path)
         path = Path(path)
         data = read_json(path, "entity dataset")
         return cls.from_coco(data, path=path, image_root=image_root)
@@ -129,7 +132,14 @@ class EntityDataset:
         ``entitykit check`` except the image files). ``need_image_root``: refuse a dataset
         that records no image folder. Raises :class:`ProblemsError` listing up to 50 problems
         (file, item, text each), :class:`DatasetError` for unreadable JSON.
+
+        A sharded dataset (``entitykit.shards``: a folder with ``manifest.json``) is validated
+        shard by shard by :meth:`parts` (each problem names its shard) and returned whole
+        (:meth:`concat`); commands that can stream use :meth:`parts` instead.
         """
+        if not isinstance(source, EntityDataset) and is_sharded(source):
+            return cls.concat(cls.parts(source, image_root=image_root, validate=validate,
+                                        need_image_root=need_image_root), path=source)
         if isinstance(source, EntityDataset):
             ds = dataclasses.replace(source)
             ds.__dict__.pop("image_by_id", None)
@@ -137,27 +147,70 @@ class EntityDataset:
                 ds.image_root = Path(image_root)
         else:
             ds = cls.load(source, image_root=image_root)
-        where = str(ds.path) if ds.path is not None else "<dataset>"
-        if need_image_root and ds.image_root is None:
-            raise DatasetError("the dataset records no image folder (info.image_root); give it (--images DIR)",
-                               where, "info.image_root")
-        if validate is not None:
-            from .check import validate as apply_rules  # noqa: PLC0415  (check imports this module)
-
-            problems: list[DatasetError] = []
-
-            def problem(item: str, text: str) -> None:
-                problems.append(DatasetError(text, where, item))
-                if len(problems) >= 50:
-                    raise _Enough
-
-            try:
-                apply_rules(ds, problem, level=validate)
-            except _Enough:
-                problems.append(DatasetError("stopped after 50 problems (entitykit check lists them all)", where))
-            if problems:
-                raise_problems(problems)
+        _checked(ds, validate, need_image_root)
         return ds
+
+    @classmethod
+    def parts(
+        cls,
+        source: EntityDataset | str | Path,
+        *,
+        image_root: str | Path | None = None,
+        validate: str | None = "schema",
+        need_image_root: bool = False,
+    ) -> Iterator[EntityDataset]:
+        """:meth:`open`, streaming: a sharded dataset (a folder with a shard manifest,
+        ``entitykit.shards``) as one validated ``EntityDataset`` per shard, in manifest order,
+        each with ``path`` = its shard file; any other source as one part (``open``'s result).
+
+        Memory: one shard at a time (a part is dropped before the next is read, as long as the
+        caller does not keep it), plus the global index of the rules that span shards (image ids,
+        file names, one annotation-id range per shard: ``entitykit.check.Rules``), which grows with
+        the number of images, never with masks. Raises as :meth:`open`, for the first shard with
+        problems, naming the shard file; shards before it have been yielded already (so a caller
+        that writes must write atomically, as every command does).
+        """
+        if isinstance(source, EntityDataset) or not is_sharded(source):
+            yield cls.open(source, image_root=image_root, validate=validate, need_image_root=need_image_root)
+            return
+        rules = None
+        if validate is not None:
+            from .check import Rules  # noqa: PLC0415  (check imports this module)
+
+            rules = Rules(lambda item, text: None, earlier_ann_ids=part_annotation_ids)
+        from .shards import read_manifest  # noqa: PLC0415  (shards imports this module)
+
+        manifest = read_manifest(source)
+        for entry in manifest.shards:
+            ds = load_shard(manifest, entry, image_root)
+            _checked(ds, validate, need_image_root, rules)
+            if validate is not None and (why := shard_count_problem(entry, ds)):
+                raise DatasetError(why, manifest.path, f"shard {entry.file}")
+            yield ds
+            del ds  # the next shard is read only once this one is released
+
+    @classmethod
+    def concat(cls, parts: Iterator[EntityDataset], *, path: str | Path | None = None) -> EntityDataset:
+        """One in-memory dataset of a sharded dataset's parts (for commands that need it whole:
+        merge, idmaps, eval). Images and annotations in part order, ``info`` of the first part,
+        ``path`` the folder. Raises :class:`DatasetError` when the parts record different image
+        folders."""
+        images: list[dict[str, Any]] = []
+        annotations: list[dict[str, Any]] = []
+        first: EntityDataset | None = None
+        for ds in parts:
+            if first is None:
+                first = ds
+            elif ds.image_root != first.image_root:
+                raise DatasetError(f"its image folder {ds.image_root} differs from {first.path}'s {first.image_root}; "
+                                   "one dataset has one image folder", ds.path, "info.image_root")
+            images.extend(ds.images)
+            annotations.extend(ds.annotations)
+        if first is None:
+            raise DatasetError("a sharded dataset without shards", path)
+        info = dict(first.info)
+        return cls(images=images, annotations=annotations, info=info, image_root=first.image_root,
+                   path=Path(path) if path is not None else first.path, categories=first.categories)
 
     def with_image_root(self, image_root: str | Path | None) -> EntityDataset:
         """A copy of this dataset whose images live in ``image_root`` (this one is unchanged)."""
@@ -282,21 +335,29 @@ class EntityDataset:
         self.path = path
 
     def export_id_maps(
-        self, out_dir: str | Path, fmt: str = "png16", *, overwrite: bool = False, progress: bool = False
+        self, out_dir: str | Path, fmt: str = "png16", *, overwrite: bool = False, progress: bool = False,
+        previews: bool = True,
     ) -> int:
         """Write one id-map PNG per image (P format) plus ``id_maps.json`` linking values to annotation ids.
 
         PNG names follow the image's ``file_name`` by ``entitykit.naming.output_names``: always
         inside ``out_dir``, never two images on one file; ``id_maps.json`` maps each image id to
-        its PNG. The folder is written atomically. Returns the number of PNGs written.
+        its PNG. ``previews``: also write each id map in colours, 8-bit RGB, at
+        ``entitykit.naming.preview_name`` (``previews/<name>.png``, listed as the entry's
+        ``preview``), drawn by ``entitykit.visualize.preview`` as ``predict``'s previews (a 16-bit id
+        map looks black in image viewers); the folder ``previews`` is reserved for them whether or
+        not they are written, so id-map names do not depend on the flag. The folder is written
+        atomically. Returns the number of id maps written.
         """
         if fmt not in ID_MAP_FORMATS:
             raise DatasetError(f"unknown id-map format {fmt!r}; choose one of {', '.join(ID_MAP_FORMATS)}", out_dir)
         from .progress import progress_bar
 
         groups = self.annotations_by_image()
-        names = output_names([img["file_name"] for img in self.images])
+        names = output_names([img["file_name"] for img in self.images], reserved=[PREVIEWS])
         index: dict[str, Any] = {"format": fmt, "value_k": "k-th non-crowd annotation of the image", "images": []}
+        if previews:
+            from .visualize import write_preview_png  # noqa: PLC0415
         with atomic_path(out_dir, overwrite=overwrite) as tmp:
             tmp.mkdir()
             with progress_bar(len(self.images), "id maps", enabled=progress) as advance:
@@ -306,11 +367,121 @@ class EntityDataset:
                     rel = f"{name}.png"
                     (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
                     write_id_map_png(tmp / rel, id_map, fmt)
-                    index["images"].append({"image_id": img["id"], "image": img["file_name"], "file_name": rel,
-                                            "annotation_ids": [a["id"] for a in anns]})
+                    entry = {"image_id": img["id"], "image": img["file_name"], "file_name": rel,
+                             "annotation_ids": [a["id"] for a in anns]}
+                    if previews:
+                        entry["preview"] = preview_name(name)
+                        (tmp / entry["preview"]).parent.mkdir(parents=True, exist_ok=True)
+                        write_preview_png(tmp / entry["preview"], id_map)
+                    index["images"].append(entry)
                     advance()
             write_json(tmp / "id_maps.json", index)
         return len(self.images)
+
+
+def _checked(ds: EntityDataset, validate: str | None, need_image_root: bool, rules: Any = None) -> None:
+    """The dataset layer's rules on one dataset (or one shard, with the sharded dataset's ``rules``:
+    ``entitykit.check.Rules``); raises :class:`ProblemsError` with up to 50 problems."""
+    where = str(ds.path) if ds.path is not None else "<dataset>"
+    if need_image_root and ds.image_root is None:
+        raise DatasetError("the dataset records no image folder (info.image_root); give it (--images DIR)",
+                           where, "info.image_root")
+    if validate is None:
+        return
+    from .check import validate as apply_rules  # noqa: PLC0415  (check imports this module)
+
+    problems: list[DatasetError] = []
+
+    def problem(item: str, text: str) -> None:
+        problems.append(DatasetError(text, where, item))
+        if len(problems) >= 50:
+            raise _Enough
+
+    if rules is not None:
+        rules.problem = problem
+    try:
+        apply_rules(ds, problem, level=validate, rules=rules)
+        if rules is not None:
+            rules.end_part()  # this shard's annotation ids against the earlier shards'
+    except _Enough:
+        problems.append(DatasetError("stopped after 50 problems (entitykit check lists them all)", where))
+    if problems:
+        raise_problems(problems)
+
+
+def is_sharded(path: Any) -> bool:
+    """Whether ``path`` is a sharded dataset: a folder with a shard manifest, or that manifest
+    (``entitykit.shards.is_sharded``; nothing is read)."""
+    if not isinstance(path, (str, os.PathLike)):
+        return False
+    from .shards import is_sharded as _is_sharded  # noqa: PLC0415  (shards imports this module)
+
+    return _is_sharded(path)
+
+
+def load_parts(path: str | Path, image_root: str | Path | None = None) -> Iterator[EntityDataset]:
+    """The shards of a sharded dataset as unvalidated datasets (:func:`load_shard` each), in
+    manifest order, one in memory at a time; a plain entity JSON as one part. Raises
+    :class:`DatasetError` naming the manifest (``entitykit.shards.read_manifest``) or the shard."""
+    if not is_sharded(path):
+        yield EntityDataset.load(path, image_root=image_root)
+        return
+    from .shards import read_manifest  # noqa: PLC0415  (shards imports this module)
+
+    manifest = read_manifest(path)
+    for entry in manifest.shards:
+        ds = load_shard(manifest, entry, image_root)
+        yield ds
+        del ds
+
+
+def load_shard(manifest: Any, entry: Any, image_root: str | Path | None = None) -> EntityDataset:
+    """One shard of a manifest (``entitykit.shards.Manifest``, ``ShardEntry``), unvalidated, with
+    ``path`` = the shard file. Kind ``json``: its size and SHA-256 first
+    (``entitykit.shards.verify_shard``), then :meth:`EntityDataset.load`. Kind ``pack``: an HDF5
+    pack, read back by ``EntityPack.to_dataset`` (no image folder: its images are inside). The
+    manifest's ``split``, when given, is set as the shard's ``info.split``.
+    Raises :class:`DatasetError` naming the manifest and shard, or the shard file."""
+    from .shards import verify_shard  # noqa: PLC0415
+
+    shard = Path(manifest.shard_path(entry))
+    if entry.kind == "json":
+        verify_shard(manifest, entry)
+        ds = EntityDataset.load(shard, image_root=image_root)
+    else:
+        from .pack import EntityPack  # noqa: PLC0415  (h5py only when packs are used)
+
+        with EntityPack(shard) as pk:
+            ds = pk.to_dataset()
+        ds.path = shard
+        ds.image_root = Path(image_root) if image_root is not None else None
+    if manifest.split is not None:  # the manifest's split is every shard's (merge's train/val rule reads it)
+        ds.info["split"] = manifest.split
+    return ds
+
+
+def shard_count_problem(entry: Any, ds: EntityDataset) -> str | None:
+    """How a validated shard's counts and id ranges differ from its manifest entry's, or None
+    (the manifest's numbers, ``entitykit.shards.shard_counts``, are what readers trust)."""
+    from .shards import shard_counts  # noqa: PLC0415
+
+    found = shard_counts(ds)
+    for key in ("images", "entities", "annotations", "image_ids", "annotation_ids"):
+        want = getattr(entry, key)
+        if want is not None and found[key] != want:
+            return f"{key}: the manifest says {want!r}, the shard holds {found[key]!r}"
+    return None
+
+
+def part_annotation_ids(part: str | Path) -> set[Any]:
+    """The annotation ids of one shard file (re-read when shards' id ranges overlap)."""
+    part = Path(part)
+    if part.suffix.lower() in (".h5", ".hdf5"):
+        from .pack import EntityPack  # noqa: PLC0415
+
+        with EntityPack(part) as pk:
+            return {a["id"] for i in range(len(pk)) for a in pk.annotations(i)}
+    return {a.get("id") for a in EntityDataset.load(part).annotations if isinstance(a, dict)}
 
 
 def new_info(description: str, **extra: Any) -> dict[str, Any]:

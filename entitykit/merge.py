@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from .dataset import EntityDataset, new_info
+from .dataset import EntityDataset, is_sharded, new_info
 from .errors import DatasetError, ProblemsError
 
 SPLITS = ("train", "val", "test")
@@ -68,6 +68,7 @@ class _Input:
     weight: Fraction | None = None
     quota: int = 0
     counts: np.ndarray | None = None  # copies per kept image
+    source: Any = None  # the input as given: a sharded dataset is validated shard by shard from it
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -213,7 +214,9 @@ def merge_datasets(
 ) -> EntityDataset:
     """Merge entity datasets into one, in memory; see the module docstring for the rules.
 
-    ``inputs``: entity JSON paths or loaded datasets. ``names``: one per input [default: the
+    ``inputs``: entity JSON paths, sharded datasets' folders (``entitykit.shards``: validated
+    shard by shard, each problem naming its shard, then held whole like any input: the merge
+    is built in memory) or loaded datasets. ``names``: one per input [default: the
     input's single ``source``, else its file stem]; they key ``weights`` (a mapping) and
     ``image_roots`` (overrides of an input's image folder). ``weights``: relative shares of the
     output per input (a sequence aligned with ``inputs``, or a name → weight mapping covering
@@ -241,7 +244,7 @@ def merge_datasets(
     for i, x in enumerate(inputs):
         ds, where = (x, str(x.path) if x.path is not None else "<dataset>") if isinstance(x, EntityDataset) \
             else (EntityDataset.load(x), str(x))  # opened with the rules below, once names and folders are known
-        items.append(_Input(index=i, name="", ds=ds, where=where))
+        items.append(_Input(index=i, name="", ds=ds, where=where, source=x))
     if names is not None:
         if len(names) != len(items):
             raise DatasetError(f"{len(names)} names for {len(items)} inputs")
@@ -265,7 +268,9 @@ def merge_datasets(
     if problems:
         raise MergeError(problems)
     for it in items:  # the dataset layer: schema rules, image folder override, a new object per input
-        ds, _ = _as_dataset(it.ds, roots.get(it.name), problems=problems)
+        if is_sharded(it.source):  # validated shard by shard from its folder; the copy read above is dropped first
+            it.ds = None
+        ds, _ = _as_dataset(it.source if it.ds is None else it.ds, roots.get(it.name), problems=problems)
         if ds is not None:
             it.ds = ds
     if problems:

@@ -130,13 +130,14 @@ def pack_dataset(
     is missing, unreadable or not of its declared size as read (``entitykit.images``), a mask whose
     runs do not cover its image, or overlapping masks.
     """
-    ds = EntityDataset.open(dataset, image_root=image_root, need_image_root=True)
-    where = str(ds.path) if ds.path is not None else "<dataset>"
+    from .dataset import is_sharded  # noqa: PLC0415
+
+    sharded = is_sharded(dataset)
     output = Path(output)
     single = output.suffix.lower() in (".h5", ".hdf5")
-    # a pack replaces its output as a whole: it must not be (or hold) the dataset or its image folders
-    folders = {str(p.parent) for p in (ds.image_path(img) for img in ds.images) if p is not None}
-    check_output(output, kind="file" if single else "folder", inputs=[ds.path, *sorted(folders)])
+    if single and sharded:
+        raise EntityKitError("a sharded dataset packs into a folder (pack shards follow its shards); "
+                             "a .h5 output is one shard", output)
     if single:
         if shard_images or shard_bytes:
             raise EntityKitError("a .h5 output is one shard: drop the shard limits, or write to a folder for several shards",
@@ -151,44 +152,65 @@ def pack_dataset(
     if not 0 <= level <= 9:
         raise EntityKitError(f"zlib level must be 0..9, got {level}")
 
-    groups = ds.annotations_by_image()
-    items = list(ds.iter_images())
-    # Every image file is read as training will read it (entitykit.images) and every mask's runs
-    # are checked before anything is written.
+    check_output(output, kind="file" if single else "folder",  # the cheap rules first
+                 inputs=[dataset.path if isinstance(dataset, EntityDataset) else dataset])
+    # Pass 1, one part (a sharded dataset's shard, or the whole dataset) in memory at a time: every
+    # image file is read as training will read it (entitykit.images) and every mask's runs are
+    # checked before anything is written; the pack shards are planned inside each part, so they
+    # never straddle two input shards. What is kept grows with the images, never with the masks.
     from .check import Rules  # noqa: PLC0415  (the format's rules; check imports this module's neighbours)
 
     problems: list[EntityKitError] = []
-    rules = Rules(lambda item, text: problems.append(DatasetError(text, where, item)))
-    files: list[tuple[str, int]] = []  # (real path, size) per image
-    max_anns = 0
-    for img, anns in items:
-        before = len(problems)
-        rules.image_file(ds, img, exif=exif)
-        if len(problems) == before:
-            p = ds.image_path(img)
-            files.append((os.path.realpath(p), p.stat().st_size))
-        for a in anns:
-            why = runs_problem(a["segmentation"]["counts"], img["height"], img["width"])
-            if why:
-                problems.append(DatasetError(why, where, f"annotation {a['id']!r} (image {img['id']!r})"))
-        max_anns = max(max_anns, len(anns))
-        if len(problems) >= 50:
-            break
-    raise_problems(problems)
-    if len(groups) != len(items):
-        extra = sorted(set(groups) - {img["id"] for img, _ in items}, key=repr)[:5]
-        raise DatasetError(f"annotations for unknown image ids {extra}", where)
+    plans: list[tuple[list[tuple[str, int]], list[tuple[int, int, int, int]]]] = []  # per part: files, pack shards
+    folders: set[str] = set()
+    max_anns = n = n_anns = 0
+    info: dict[str, Any] | None = None
+    kept: EntityDataset | None = None  # a dataset that is not sharded is read once
+    for ds in EntityDataset.parts(dataset, image_root=image_root, need_image_root=True):
+        where = str(ds.path) if ds.path is not None else "<dataset>"
+        if info is None:
+            info = dict(ds.info)
+        rules = Rules(lambda item, text, where=where: problems.append(DatasetError(text, where, item)))
+        groups = ds.annotations_by_image()
+        files: list[tuple[str, int]] = []  # (real path, size) per image
+        for img in ds.images:
+            anns = groups[img["id"]]
+            before = len(problems)
+            rules.image_file(ds, img, exif=exif)
+            path = ds.image_path(img)
+            folders.add(str(path.parent))
+            if len(problems) == before:
+                files.append((os.path.realpath(path), path.stat().st_size))
+            for a in anns:
+                why = runs_problem(a["segmentation"]["counts"], img["height"], img["width"])
+                if why:
+                    problems.append(DatasetError(why, where, f"annotation {a['id']!r} (image {img['id']!r})"))
+            max_anns = max(max_anns, len(anns))
+            if len(problems) >= 50:
+                break
+        raise_problems(problems)
+        if len(groups) != len(ds.images):
+            extra = sorted(set(groups) - {img["id"] for img in ds.images}, key=repr)[:5]
+            raise DatasetError(f"annotations for unknown image ids {extra}", where)
+        plans.append((files, _plan_shards(files, shard_images, shard_bytes)))
+        n += len(ds.images)
+        n_anns += len(ds.annotations)
+        if not sharded:
+            kept = ds
+        del ds, groups
+    where = str(dataset) if sharded else (str(kept.path) if kept is not None and kept.path is not None else "<dataset>")
+    # a pack replaces its output as a whole: it must not be (or hold) the dataset or its image folders
+    check_output(output, kind="file" if single else "folder",
+                 inputs=[dataset if sharded else kept.path, *sorted(folders)])
     value_dtype = np.dtype("<u2") if max_anns <= 0xFFFF else np.dtype("<u4")
 
-    shards = _plan_shards(files, shard_images, shard_bytes)
-    n = len(items)
-    info = dict(ds.info)
+    info = dict(info or {})
     info.pop("image_root", None)
     base = {
         "format": PACK_FORMAT,
         "format_version": PACK_VERSION,
         "images": n,
-        "annotations": sum(len(a) for _, a in items),
+        "annotations": n_anns,
         "idmap_codec": IDMAP_CODEC,
         "idmap_codec_doc": IDMAP_CODEC_DOC,
         "idmap_value": IDMAP_VALUE_DOC,
@@ -197,6 +219,11 @@ def pack_dataset(
         "exif": "applied" if exif else "ignored",
         "dataset": {"path": where, "info": info, "categories": [dict(ENTITY_CATEGORY)]},
     }
+    shards: list[tuple[int, int, int, int]] = []  # (first, end, stored images, stored bytes), global indices
+    offset = 0
+    for files, plan in plans:
+        shards.extend((a + offset, b + offset, u, nb) for a, b, u, nb in plan)
+        offset += len(files)
     shard_names = [output.name] if single else [f"shard-{k:05d}-of-{len(shards):05d}.h5" for k in range(len(shards))]
     base["shards"] = [{"file": name, "first_index": a, "images": b - a, "stored_images": u, "image_bytes": nb}
                       for name, (a, b, u, nb) in zip(shard_names, shards)]
@@ -211,12 +238,24 @@ def pack_dataset(
     try:
         with atomic_path(output, overwrite=overwrite) as tmp, \
                 progress_bar(2 * n, f"pack {output.name} (id maps, then images)", enabled=progress) as advance:
-            if single:
-                _write_shard(tmp, items, files, ds, where, base, 0, 0, value_dtype, level, pool, advance)
-            else:
+            # Pass 2: each part again (a sharded dataset is re-read shard by shard), its pack shards written
+            parts = [kept] if kept is not None else EntityDataset.parts(dataset, image_root=image_root, validate=None)
+            if not single:
                 tmp.mkdir()
-                for k, ((a, b, _, _), name) in enumerate(zip(shards, shard_names)):
-                    _write_shard(tmp / name, items[a:b], files[a:b], ds, where, base, k, a, value_dtype, level, pool, advance)
+            k = offset = 0
+            for ds, (files, plan) in zip(parts, plans):
+                part_where = str(ds.path) if ds.path is not None else "<dataset>"
+                items = list(ds.iter_images())
+                if len(items) != len(files):
+                    raise DatasetError("shard changed while packing", part_where)
+                for a, b, _, _ in plan:
+                    target = tmp if single else tmp / shard_names[k]
+                    _write_shard(target, items[a:b], files[a:b], ds, part_where, base, k, a + offset, value_dtype,
+                                 level, pool, advance)
+                    k += 1
+                offset += len(items)
+                del ds, items
+            if not single:
                 write_json(tmp / MANIFEST, base, indent=1)
     finally:
         if pool is not None:
@@ -407,6 +446,10 @@ class PackSample:
         return lut[self.id_map]
 
 
+_ENTITY_COLUMNS = {"id": 1, "iscrowd": 1, "area": 1, "bbox": 4}  # entities/* columns: values per entity
+MAX_OPEN_SHARDS = 64  # per process: the least recently used shard's file is closed beyond this
+
+
 class _Shard:
     def __init__(self, path: Path):
         self.path = path
@@ -424,6 +467,7 @@ class _Shard:
                     self._load(f)
                 self.img_base = f["images/bytes"].id.get_offset()
                 self.map_base = f["idmaps/bytes"].id.get_offset()
+                self.ent_base = {k: f[f"entities/{k}"].id.get_offset() for k in _ENTITY_COLUMNS}
             except BaseException:
                 f.close()
                 raise
@@ -445,11 +489,24 @@ class _Shard:
         self.heights = f["images/height"][()]
         self.widths = f["images/width"][()]
         self.ent_off = f["entities/offsets"][()]
-        self.ent_id = f["entities/id"][()]
-        self.ent_crowd = f["entities/iscrowd"][()]
-        self.ent_area = f["entities/area"][()]
-        self.ent_bbox = f["entities/bbox"][()]
+        # per-entity columns are read per image (entities): a process keeps per-image arrays only
+        self.ent_dtype = {k: f[f"entities/{k}"].dtype for k in _ENTITY_COLUMNS}
         self.loaded = True
+
+    def entities(self, a: int, b: int) -> dict[str, np.ndarray]:
+        """Rows [a, b) of the entity table: id (K,), iscrowd (K,), area (K,), bbox (K, 4)."""
+        out = {}
+        for k, width in _ENTITY_COLUMNS.items():
+            dtype = self.ent_dtype[k]
+            size = dtype.itemsize * width
+            base = self.ent_base[k]
+            data = os.pread(self.fd, (b - a) * size, base + a * size) if base is not None and b > a else None
+            if data is not None and len(data) == (b - a) * size:
+                arr = np.frombuffer(data, dtype).copy()
+            else:  # no rows, or no file offset (empty column): h5py reads it
+                arr = self.file[f"entities/{k}"][a:b]
+            out[k] = arr.reshape(-1, width) if width > 1 else arr
+        return out
 
     def read(self, base: int | None, dset: str, a: int, b: int) -> bytes:
         if b == a:
@@ -523,7 +580,19 @@ class EntityPack:
         k = bisect.bisect_right(self._first, index) - 1
         s = self._shards[k]
         s.open()
+        self._touch(k)
         return s, index - self._first[k]
+
+    def _touch(self, k: int) -> None:
+        """Keep at most MAX_OPEN_SHARDS files open in this process (a pack of thousands of shards
+        read in random order would otherwise hold every file and its handles)."""
+        order = self.__dict__.setdefault("_open", {})
+        order.pop(k, None)
+        order[k] = None
+        while len(order) > MAX_OPEN_SHARDS:
+            old = next(iter(order))
+            del order[old]
+            self._shards[old].close()
 
     # ---- per image
     def image_bytes(self, index: int) -> bytes:
@@ -542,16 +611,16 @@ class EntityPack:
 
     def __getitem__(self, index: int) -> PackSample:
         s, j = self._locate(index)
-        a, b = int(s.ent_off[j]), int(s.ent_off[j + 1])
+        ent = s.entities(int(s.ent_off[j]), int(s.ent_off[j + 1]))
         return PackSample(
             index=index,
             image_id=int(s.ids[j]),
             image_bytes=s.read(s.img_base, "images/bytes", *s.img_span[j].tolist()),
             id_map=self._id_map(s, j),
-            entity_ids=s.ent_id[a:b],
-            iscrowd=s.ent_crowd[a:b],
-            area=s.ent_area[a:b],
-            bbox=s.ent_bbox[a:b],
+            entity_ids=ent["id"],
+            iscrowd=ent["iscrowd"],
+            area=ent["area"],
+            bbox=ent["bbox"],
         )
 
     def image_info(self, index: int) -> dict[str, Any]:
@@ -592,6 +661,7 @@ class EntityPack:
     def __getstate__(self) -> dict[str, Any]:  # picklable for spawn-started DataLoader workers
         state = dict(self.__dict__)
         state["_shards"] = [_Shard(s.path) for s in self._shards]
+        state.pop("_open", None)
         return state
 
     def __del__(self) -> None:
@@ -609,26 +679,32 @@ def verify_pack(pack: str | Path | EntityPack, dataset: EntityDataset | str | Pa
     """
     from .progress import progress_bar
 
-    ds = EntityDataset.open(dataset, image_root=image_root, need_image_root=True)
     pk = pack if isinstance(pack, EntityPack) else EntityPack(pack)
     where = str(pk.path)
     problems: list[DatasetError] = []
-    if len(pk) != len(ds.images):
-        return [DatasetError(f"pack has {len(pk)} images, the dataset {len(ds.images)}", where)]
+    i = 0
     with progress_bar(len(pk), "verify", enabled=progress) as advance:
-        for i, (img, anns) in enumerate(ds.iter_images()):
-            s = pk[i]
-            item = f"image {img['id']!r} (index {i})"
-            expected = ds.paint(img, anns)
-            if s.image_id != img["id"]:
-                problems.append(DatasetError(f"image id {s.image_id} in the pack", where, item))
-            if s.image_bytes != ds.image_path(img).read_bytes():
-                problems.append(DatasetError("image bytes differ from the file", where, item))
-            if s.id_map.shape != expected.shape or not np.array_equal(s.id_map, expected):
-                problems.append(DatasetError("id map differs from the dataset's masks", where, item))
-            if s.entity_ids.tolist() != [a["id"] for a in anns] or s.iscrowd.tolist() != [int(a.get("iscrowd", 0)) for a in anns]:
-                problems.append(DatasetError("entity table differs from the annotations", where, item))
-            advance()
+        # one part (shard) of the dataset in memory at a time
+        for ds in EntityDataset.parts(dataset, image_root=image_root, need_image_root=True):
+            if i + len(ds.images) > len(pk):
+                return [DatasetError(f"pack has {len(pk)} images, the dataset more", where)]
+            for img, anns in ds.iter_images():
+                s = pk[i]
+                item = f"image {img['id']!r} (index {i})"
+                expected = ds.paint(img, anns)
+                if s.image_id != img["id"]:
+                    problems.append(DatasetError(f"image id {s.image_id} in the pack", where, item))
+                if s.image_bytes != ds.image_path(img).read_bytes():
+                    problems.append(DatasetError("image bytes differ from the file", where, item))
+                if s.id_map.shape != expected.shape or not np.array_equal(s.id_map, expected):
+                    problems.append(DatasetError("id map differs from the dataset's masks", where, item))
+                if s.entity_ids.tolist() != [a["id"] for a in anns] or s.iscrowd.tolist() != [int(a.get("iscrowd", 0)) for a in anns]:
+                    problems.append(DatasetError("entity table differs from the annotations", where, item))
+                i += 1
+                advance()
+            del ds
+    if i != len(pk):
+        return [DatasetError(f"pack has {len(pk)} images, the dataset {i}", where)]
     return problems
 
 

@@ -143,14 +143,18 @@ def collect_inputs(inputs: Iterable[str | Path], *, exclude: str | Path | None =
 def dataset_inputs(dataset: Any, image_root: str | Path | None = None) -> list[ImageInput]:
     """The images of an entity dataset (path or EntityDataset), with its ids and sizes, in file order.
 
-    The dataset is opened by ``EntityDataset.open`` (schema rules; the caller's object unchanged)."""
+    The dataset is opened by ``EntityDataset.parts`` (schema rules; the caller's object unchanged):
+    a sharded dataset shard by shard, in manifest order, one shard's masks in memory at a time."""
     from .dataset import EntityDataset
 
-    ds = EntityDataset.open(dataset, image_root=image_root, need_image_root=True)
-    if not ds.images:
-        raise EntityKitError("the dataset has no images", ds.path)
-    return [ImageInput(ds.image_path(img), Path(img["file_name"]).as_posix(), img["id"], img["height"], img["width"])
-            for img in ds.images]
+    items: list[ImageInput] = []
+    for ds in EntityDataset.parts(dataset, image_root=image_root, need_image_root=True):
+        items.extend(ImageInput(ds.image_path(img), Path(img["file_name"]).as_posix(), img["id"], img["height"],
+                                img["width"]) for img in ds.images)
+        del ds
+    if not items:
+        raise EntityKitError("the dataset has no images", dataset if not isinstance(dataset, EntityDataset) else dataset.path)
+    return items
 
 
 # ---------------------------------------------------------------------------------------------
@@ -309,13 +313,14 @@ def _write_image(tmp: Path, item: ImageInput, name: str, image: np.ndarray, pred
     rec: dict[str, Any] = {"image_id": item.image_id, "file_name": id_png, "image": item.name,
                            "source": str(item.path), "height": h, "width": w, "model_size": list(pred.model_size), "segments": segments}
     if pictures["previews"] or pictures["overlays"]:
-        from .visualize import entity_colors, overlay, preview  # noqa: PLC0415
+        from .naming import preview_name  # noqa: PLC0415
+        from .visualize import entity_colors, overlay, write_preview_png  # noqa: PLC0415
 
         colors = entity_colors(pred.id_map)  # one colour per entity, the same in both pictures
         if pictures["previews"]:
-            pv = f"previews/{name}.png"  # the id map's own name, in a sibling folder: unique as the id maps are
+            pv = preview_name(name)  # the id map's own name, in a sibling folder: unique as the id maps are
             (tmp / pv).parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(preview(pred.id_map, colors=colors), "RGB").save(tmp / pv)
+            write_preview_png(tmp / pv, pred.id_map, colors=colors)
             rec["preview"] = pv
         if pictures["overlays"]:
             ov = f"overlays/{name}.png"

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .dataset import EntityDataset
+from .dataset import EntityDataset, is_sharded
 
 # COCO's area buckets (pixels). For statistics a mask belongs to one bucket: [0, 32²), [32², 96²),
 # [96², ∞). (COCOeval's ranges are inclusive at both ends; the scorer handles that.)
@@ -39,42 +39,74 @@ class DatasetStats:
 
 
 def dataset_stats(dataset: EntityDataset | str | Path) -> DatasetStats:
-    """Counts, entities-per-image percentiles, S/M/L buckets, coverage and per-source totals."""
-    ds = EntityDataset.open(dataset)
-    groups = ds.annotations_by_image()
-    per_image = np.array([sum(1 for a in groups[img["id"]] if not a.get("iscrowd")) for img in ds.images], np.int64)
-    entity_anns = [a for a in ds.annotations if not a.get("iscrowd")]
-    areas = np.array([a["area"] for a in entity_anns], np.float64)
-    pixels = sum(int(img["height"]) * int(img["width"]) for img in ds.images)
+    """Counts, entities-per-image percentiles, S/M/L buckets, coverage and per-source totals.
+
+    Streams a sharded dataset shard by shard (``EntityDataset.parts``: one shard in memory, the
+    format's rules across shards): what is kept grows with the number of images (entities per
+    image, for the percentiles), never with masks; bucket counts and the covered area are summed
+    per shard (areas are pixel counts, whole numbers: the sum is exact in any order).
+    Percentiles: ``numpy.percentile``'s default (linear) method over the images.
+    """
+    ds_path = None
+    per_image_parts: list[np.ndarray] = []
+    n_images = n_annotations = n_entities = 0
+    buckets = {"small": 0, "medium": 0, "large": 0}
+    area_sum = 0.0
+    pixels = 0
     sources: dict[str, dict[str, int]] = {}
-    for img in ds.images:
-        s = sources.setdefault(str(img.get("source", "?")), {"images": 0, "entities": 0})
-        s["images"] += 1
-    for a in entity_anns:
-        src = a.get("source") or ds.image_by_id.get(a["image_id"], {}).get("source", "?")
-        sources.setdefault(str(src), {"images": 0, "entities": 0})["entities"] += 1
-    kinds = Counter(a.get("isthing") for a in entity_anns)
-    hs = [int(img["height"]) for img in ds.images] or [0]
-    ws = [int(img["width"]) for img in ds.images] or [0]
+    kinds: Counter = Counter()
+    hmin = wmin = None
+    hmax = wmax = 0
+    best_id, best_n = None, -1
+    for ds in EntityDataset.parts(dataset):
+        if ds_path is None:  # a sharded dataset is named by its folder, a shard's problems by the shard
+            ds_path = str(dataset) if is_sharded(dataset) else (str(ds.path) if ds.path else "<dataset>")
+        groups = ds.annotations_by_image()
+        per_image = np.array([sum(1 for a in groups[img["id"]] if not a.get("iscrowd")) for img in ds.images], np.int64)
+        per_image_parts.append(per_image)
+        if per_image.size and int(per_image.max()) > best_n:  # the first image with the most entities
+            k = int(per_image.argmax())
+            best_id, best_n = ds.images[k]["id"], int(per_image[k])
+        entity_anns = [a for a in ds.annotations if not a.get("iscrowd")]
+        areas = np.array([a["area"] for a in entity_anns], np.float64)
+        buckets["small"] += int((areas < SMALL_MAX).sum())
+        buckets["medium"] += int(((areas >= SMALL_MAX) & (areas < MEDIUM_MAX)).sum())
+        buckets["large"] += int((areas >= MEDIUM_MAX).sum())
+        area_sum += float(areas.sum())
+        pixels += sum(int(img["height"]) * int(img["width"]) for img in ds.images)
+        for img in ds.images:
+            src = sources.setdefault(str(img.get("source", "?")), {"images": 0, "entities": 0})
+            src["images"] += 1
+        image_by_id = ds.image_by_id
+        for a in entity_anns:
+            src = a.get("source") or image_by_id.get(a["image_id"], {}).get("source", "?")
+            sources.setdefault(str(src), {"images": 0, "entities": 0})["entities"] += 1
+        kinds.update(a.get("isthing") for a in entity_anns)
+        for img in ds.images:
+            h, w = int(img["height"]), int(img["width"])
+            hmin = h if hmin is None else min(hmin, h)
+            wmin = w if wmin is None else min(wmin, w)
+            hmax, wmax = max(hmax, h), max(wmax, w)
+        n_images += len(ds.images)
+        n_annotations += len(ds.annotations)
+        n_entities += len(entity_anns)
+        del ds, groups, entity_anns, areas, image_by_id
+    per_image = np.concatenate(per_image_parts) if per_image_parts else np.zeros(0, np.int64)
     pct = np.percentile(per_image, PERCENTILES) if per_image.size else np.zeros(len(PERCENTILES))
     epi = {f"p{p}": float(v) for p, v in zip(PERCENTILES, pct)}
     epi["mean"] = float(per_image.mean()) if per_image.size else 0.0
     return DatasetStats(
-        path=str(ds.path) if ds.path else "<dataset>",
-        images=len(ds.images),
-        entities=len(entity_anns),
-        crowd=len(ds.annotations) - len(entity_anns),
+        path=ds_path or "<dataset>",
+        images=n_images,
+        entities=n_entities,
+        crowd=n_annotations - n_entities,
         things=kinds.get(1, 0),
         stuff=kinds.get(0, 0),
         entities_per_image=epi,
-        area_buckets={
-            "small": int((areas < SMALL_MAX).sum()),
-            "medium": int(((areas >= SMALL_MAX) & (areas < MEDIUM_MAX)).sum()),
-            "large": int((areas >= MEDIUM_MAX).sum()),
-        },
-        coverage=float(areas.sum() / pixels) if pixels else 0.0,
-        image_sizes={"min_height": min(hs), "max_height": max(hs), "min_width": min(ws), "max_width": max(ws)},
+        area_buckets=buckets,
+        coverage=float(area_sum / pixels) if pixels else 0.0,
+        image_sizes={"min_height": hmin or 0, "max_height": hmax, "min_width": wmin or 0, "max_width": wmax},
         sources=sources,
         empty_images=int((per_image == 0).sum()),
-        max_entities_image=ds.images[int(per_image.argmax())]["id"] if per_image.size else None,
+        max_entities_image=best_id,
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 from ._app import app
 
 # Importing a command module registers its commands on ``app``.
-from . import data, demo, evaluate, export, merge_pack, predict_edit, train, view  # noqa: E402,F401
+from . import data, demo, evaluate, export, merge_pack, predict_edit, shards, train, view  # noqa: E402,F401
 
 
 def main() -> None:

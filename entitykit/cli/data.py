@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Literal, Optional
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
-from ._app import QUIET, _one_line, app, console, err_console, print_json, sub_app, user_errors, worker_count
+from ._app import (
+    QUIET, Table, _one_line, app, console, err_console, escape, print_json, sub_app, user_errors, worker_count,
+)
 
 convert_app = sub_app("Convert a source dataset to the entity format.")
 app.add_typer(convert_app, name="convert")
@@ -39,8 +39,12 @@ WORKERS = typer.Option(0, "--workers", "-j", help="Worker processes (0 = all cor
 KEEP_GOING = typer.Option(False, "--keep-going", help="Record problems and go on: skip bad images, drop bad segments.")
 ID_MAPS = typer.Option(None, "--id-maps", help="Also write per-image id-map PNGs (the paper's P) to this folder.")
 ID_MAP_FORMAT = typer.Option("png16", help=ID_MAP_FORMAT_HELP)
+NO_PREVIEWS = typer.Option(False, "--no-previews", help="Skip the coloured previews of the id maps (previews/<name>.png; a 16-bit id map looks black in viewers).")
 VERBOSE = typer.Option(False, "--verbose", "-v", help=f"List every recorded problem (not only the first {PROBLEMS_SHOWN}).")
 IGNORE_EXIF = typer.Option(False, "--ignore-exif", help="Read images' stored pixels, ignoring their EXIF orientation (for datasets annotated on the un-rotated bitmap).")
+SHARD_IMAGES = typer.Option(0, "--shard-images", help="Write a sharded dataset folder (-o) of shards of N input files each, streaming (memory: one shard); 0 = one JSON file.")
+SHARD = typer.Option(None, "--shard", help="K/N: convert only the K-th of N parts (one machine of N; 1 ≤ K ≤ N), then join the parts with entitykit shards merge.")
+RESUME = typer.Option(False, "--resume", help="Continue an interrupted sharded conversion: keep finished shards (SHA-256 checked), redo the rest.")
 CROWD = typer.Option("void", help="Crowd regions: void (dropped, as the paper's authors did) or keep (iscrowd=1, ignored by scoring).")
 
 
@@ -57,6 +61,7 @@ def convert_coco_panoptic_cmd(
     keep_going: bool = KEEP_GOING,
     id_maps: Optional[Path] = ID_MAPS,
     id_map_format: IdMapFormat = ID_MAP_FORMAT,
+    no_previews: bool = NO_PREVIEWS,
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
 ) -> None:
@@ -74,7 +79,7 @@ def convert_coco_panoptic_cmd(
         keep_going=keep_going,
         progress=not quiet,
     )
-    _finish(ds, output, id_maps, id_map_format, quiet, verbose)
+    _finish(ds, output, id_maps, id_map_format, quiet, verbose, previews=not no_previews)
 
 
 def _outputs(output: Path, id_maps: Optional[Path], *inputs: Optional[Path]) -> None:
@@ -86,11 +91,12 @@ def _outputs(output: Path, id_maps: Optional[Path], *inputs: Optional[Path]) -> 
         check_output(id_maps, kind="folder", inputs=[*inputs, output])
 
 
-def _finish(ds, output: Path, id_maps: Optional[Path], id_map_format: str, quiet: bool, verbose: bool) -> None:
-    """Write the id maps (if asked) and the JSON; a failure of the second removes the first."""
+def _finish(ds, output: Path, id_maps: Optional[Path], id_map_format: str, quiet: bool, verbose: bool, *,
+            previews: bool = True) -> None:
+    """Write the id maps (and their previews, if asked) and the JSON; a failure of the second removes the first."""
     if id_maps is not None:
         existed = id_maps.exists()
-        ds.export_id_maps(id_maps, id_map_format, progress=not quiet)
+        ds.export_id_maps(id_maps, id_map_format, progress=not quiet, previews=previews)
         try:
             ds.save(output)
         except BaseException:
@@ -115,6 +121,7 @@ def convert_cityscapes_cmd(
     keep_going: bool = KEEP_GOING,
     id_maps: Optional[Path] = ID_MAPS,
     id_map_format: IdMapFormat = ID_MAP_FORMAT,
+    no_previews: bool = NO_PREVIEWS,
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
 ) -> None:
@@ -124,7 +131,7 @@ def convert_cityscapes_cmd(
     _outputs(output, id_maps, root)
     ds = convert_cityscapes(root, split, crowd=crowd, source=source, workers=_workers(workers), keep_going=keep_going,
                             progress=not quiet)
-    _finish(ds, output, id_maps, id_map_format, quiet, verbose)
+    _finish(ds, output, id_maps, id_map_format, quiet, verbose, previews=not no_previews)
 
 
 @convert_app.command("ade20k")
@@ -143,6 +150,7 @@ def convert_ade20k_cmd(
     keep_going: bool = KEEP_GOING,
     id_maps: Optional[Path] = ID_MAPS,
     id_map_format: IdMapFormat = ID_MAP_FORMAT,
+    no_previews: bool = NO_PREVIEWS,
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
 ) -> None:
@@ -153,7 +161,7 @@ def convert_ade20k_cmd(
     ds = convert_ade20k(root, split, form=form, semantic_dir=semantic_dir, instance_dir=instance_dir,
                         image_dir=image_dir, semantic_only=semantic_only, source=source, workers=_workers(workers),
                         keep_going=keep_going, progress=not quiet)
-    _finish(ds, output, id_maps, id_map_format, quiet, verbose)
+    _finish(ds, output, id_maps, id_map_format, quiet, verbose, previews=not no_previews)
 
 
 @convert_app.command("entityseg")
@@ -169,6 +177,7 @@ def convert_entityseg_cmd(
     keep_going: bool = KEEP_GOING,
     id_maps: Optional[Path] = ID_MAPS,
     id_map_format: IdMapFormat = ID_MAP_FORMAT,
+    no_previews: bool = NO_PREVIEWS,
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
 ) -> None:
@@ -178,7 +187,7 @@ def convert_entityseg_cmd(
     _outputs(output, id_maps, annotation_json, images)
     ds = convert_entityseg(annotation_json, image_root=images, overlap=overlap, crowd=crowd, source=source,
                            workers=_workers(workers), keep_going=keep_going, progress=not quiet)
-    _finish(ds, output, id_maps, id_map_format, quiet, verbose)
+    _finish(ds, output, id_maps, id_map_format, quiet, verbose, previews=not no_previews)
 
 
 @convert_app.command("sam")
@@ -186,7 +195,7 @@ def convert_entityseg_cmd(
 def convert_sam_cmd(
     inputs: Path = typer.Argument(..., help="An SA-1B image JSON, an AMG coco_rle JSON, or a folder of them."),
     rule: SamRule = typer.Option(..., "--rule", help="Who owns a pixel two masks claim: the higher score, the smaller or the larger mask."),
-    output: Path = OUTPUT,
+    output: Path = typer.Option(..., "--output", "-o", help="Entity dataset JSON to write (a folder with --shard-images)."),
     score_key: str = typer.Option("predicted_iou", help="Score used by --rule score (or stability_score)."),
     min_area: int = typer.Option(0, help="Drop masks smaller than this many pixels before resolving."),
     images: Optional[Path] = typer.Option(None, "--images", help="Folder of the images (recorded in the output)."),
@@ -196,16 +205,70 @@ def convert_sam_cmd(
     keep_going: bool = KEEP_GOING,
     id_maps: Optional[Path] = ID_MAPS,
     id_map_format: IdMapFormat = ID_MAP_FORMAT,
+    no_previews: bool = NO_PREVIEWS,
+    shard_images: int = SHARD_IMAGES,
+    shard: Optional[str] = SHARD,
+    resume: bool = RESUME,
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
 ) -> None:
-    """Segment Anything masks → entities, overlaps resolved by the declared --rule (recorded in the output)."""
-    from ..convert import convert_sam
+    """Segment Anything masks → entities, overlaps resolved by the declared --rule (recorded in the output).
 
+    With --shard-images N the output is a sharded dataset folder (docs/sharding.md): streaming,
+    resumable (--resume), and split over machines with --shard K/N."""
+    from ..convert import convert_sam, convert_sam_sharded
+
+    if _sharded_options(shard_images, shard, resume, id_maps):
+        run = convert_sam_sharded(inputs, output, rule=rule, shard_images=shard_images, part=shard, resume=resume,
+                                  score_key=score_key, min_area=min_area, image_root=images, image_ext=image_ext,
+                                  source=source, workers=_workers(workers), keep_going=keep_going, progress=not quiet)
+        if not quiet:
+            _print_shard_run(run, verbose)
+        return
     _outputs(output, id_maps, inputs, images)
     ds = convert_sam(inputs, rule=rule, score_key=score_key, min_area=min_area, image_root=images, image_ext=image_ext,
                      source=source, workers=_workers(workers), keep_going=keep_going, progress=not quiet)
-    _finish(ds, output, id_maps, id_map_format, quiet, verbose)
+    _finish(ds, output, id_maps, id_map_format, quiet, verbose, previews=not no_previews)
+
+
+def _sharded_options(shard_images: int, shard: Optional[str], resume: bool, id_maps: Optional[Path]) -> bool:
+    """Whether the sharded options ask for a sharded output; refuses them without --shard-images."""
+    from ..errors import EntityKitError
+
+    if shard_images < 0:
+        raise EntityKitError(f"--shard-images must be ≥ 1 (0 = one JSON file), got {shard_images}")
+    if not shard_images:
+        if shard is not None or resume:
+            raise EntityKitError(f"{'--shard' if shard is not None else '--resume'} needs --shard-images N "
+                                 "(a sharded output folder)")
+        return False
+    if id_maps is not None:
+        raise EntityKitError("--id-maps is not available with --shard-images (write them per shard with "
+                             "entitykit idmaps)")
+    return True
+
+
+def _print_shard_run(run, verbose: bool) -> None:
+    part = f" (part {run.part[0]}/{run.part[1]})" if run.part else ""
+    table = Table(title=f"converted → {escape(str(run.output))}{part}", show_header=False)
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(justify="right", overflow="fold")
+    table.add_row("shards", f"{len(run.shards):,} of {run.total_shards:,}: {run.converted:,} converted, "
+                            f"{run.skipped:,} already finished")
+    table.add_row("images", f"{run.images:,} of {run.images_in:,}")
+    table.add_row("entities", f"{run.entities:,}")
+    table.add_row("problems", f"{run.problems:,}")
+    table.add_row("wrote", escape(str(run.written)))
+    console.print(table)
+    shown = run.first_problems if verbose else run.first_problems[:PROBLEMS_SHOWN]
+    for p in shown:
+        err_console.print(f"[yellow]skipped:[/] {escape(str(p))}", highlight=False, soft_wrap=True)
+    if run.problems > len(shown):
+        err_console.print(f"[yellow]… {run.problems - len(shown)} more problems listed in the shards' "
+                          "info.conversion.problems[/]", highlight=False)
+    if run.part:
+        console.print(f"when all {run.part[1]} parts are done: entitykit shards merge "
+                      f"{escape(str(run.output))} -o {escape(str(run.output))}", highlight=False, soft_wrap=True)
 
 
 def _print_conversion(conv: dict, output: Path, verbose: bool) -> None:
@@ -248,7 +311,7 @@ def _num(v: float) -> str:
 @app.command()
 @user_errors
 def info(
-    dataset: Path = typer.Argument(..., help="Entity dataset JSON."),
+    dataset: Path = typer.Argument(..., help="Entity dataset JSON, or a sharded dataset's folder (read shard by shard)."),
     as_json: bool = typer.Option(False, "--json", help="Print the statistics as JSON (on stdout)."),
     quiet: bool = QUIET,
 ) -> None:
@@ -294,7 +357,7 @@ CHECK_PROBLEMS_SHOWN = 50
 @app.command()
 @user_errors
 def check(
-    dataset: Path = typer.Argument(..., help="Entity dataset JSON."),
+    dataset: Path = typer.Argument(..., help="Entity dataset JSON, or a sharded dataset's folder (read shard by shard)."),
     images: Optional[Path] = typer.Option(None, "--images", help="Image folder [default: the one recorded in the file]."),
     no_image_files: bool = typer.Option(False, "--no-image-files", help="Do not look for the image files."),
     ignore_exif: bool = IGNORE_EXIF,
@@ -333,13 +396,15 @@ def idmaps(
     dataset: Path = typer.Argument(..., help="Entity dataset JSON."),
     output: Path = typer.Option(..., "--output", "-o", help="Folder to write (replaced atomically)."),
     fmt: IdMapFormat = typer.Option("png16", "--format", help=ID_MAP_FORMAT_HELP),
+    no_previews: bool = NO_PREVIEWS,
     quiet: bool = QUIET,
 ) -> None:
-    """Write per-image id-map PNGs (the paper's P) and id_maps.json linking values to annotation ids."""
+    """Write per-image id-map PNGs (the paper's P), a coloured preview of each (previews/), and
+    id_maps.json linking values to annotation ids."""
     from ..dataset import EntityDataset
     from ..fileio import check_output
 
     check_output(output, kind="folder", inputs=[dataset])
-    n = EntityDataset.open(dataset).export_id_maps(output, fmt, progress=not quiet)
+    n = EntityDataset.open(dataset).export_id_maps(output, fmt, progress=not quiet, previews=not no_previews)
     if not quiet:
         console.print(f"wrote {n:,} id maps to {escape(str(output))}", highlight=False, soft_wrap=True)

@@ -7,11 +7,9 @@ from pathlib import Path
 from typing import Literal, Optional
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
 from ..errors import EntityKitError
-from ._app import QUIET, app, console, err_console, user_errors, worker_count
+from ._app import QUIET, Table, app, console, err_console, escape, user_errors, worker_count
 
 Split = Literal["train", "val", "test"]  # = entitykit.merge.SPLITS (tests/test_cli_conventions.py checks)
 DEFAULT_SHARD_IMAGES = 5000  # = entitykit.pack.DEFAULT_SHARD_IMAGES (checked likewise; pack imports h5py)
@@ -32,7 +30,7 @@ def _pairs(values: list[str], what: str) -> dict[str, str]:
 @app.command()
 @user_errors
 def merge(
-    inputs: list[Path] = typer.Argument(..., help="Entity dataset JSONs to merge (all of one split)."),
+    inputs: list[Path] = typer.Argument(..., help="Entity dataset JSONs (or sharded datasets' folders) to merge (all of one split)."),
     output: Path = typer.Option(..., "--output", "-o", help="Merged entity dataset JSON to write (atomically)."),
     names: Optional[str] = typer.Option(None, "--names", help="Comma-separated input names (default: each input's source, else its file stem)."),
     weight: list[str] = typer.Option([], "--weight", "-w", help="NAME=W, repeated: relative share of the output per input (give every input one)."),
@@ -150,7 +148,7 @@ def _float(name: str, v: str) -> float:
 @app.command()
 @user_errors
 def pack(
-    dataset: Path = typer.Argument(..., help="Entity dataset JSON."),
+    dataset: Path = typer.Argument(..., help="Entity dataset JSON, or a sharded dataset's folder (packed shard by shard)."),
     output: Path = typer.Option(..., "--output", "-o", help="Pack folder to write (atomically), or a single .h5 file (one shard)."),
     images: Optional[Path] = typer.Option(None, "--images", help="Image folder (default: the one recorded in the file)."),
     shard_images: Optional[int] = typer.Option(None, "--shard-images", help=f"Images per HDF5 shard (0 = no limit; default {DEFAULT_SHARD_IMAGES:,} in a folder)."),

@@ -5,7 +5,8 @@ from .ade20k import convert_ade20k
 from .cityscapes import convert_cityscapes
 from .coco_panoptic import convert_coco_panoptic
 from .entityseg import convert_entityseg
-from .sam import convert_sam
+from ._sharded import convert_on_dask, merge_parts
+from .sam import convert_sam, convert_sam_sharded
 
 __all__ = [
     "OVERLAP_RULES",
@@ -13,6 +14,9 @@ __all__ = [
     "convert_cityscapes",
     "convert_coco_panoptic",
     "convert_entityseg",
+    "convert_on_dask",
     "convert_sam",
+    "convert_sam_sharded",
+    "merge_parts",
     "resolve_overlaps",
 ]

@@ -6,6 +6,7 @@ A converter reads its format into one integer id map per image plus a descriptio
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from ..masks import encode_id_map, rle_bbox
 from ..progress import progress_bar
 
 CROWD_MODES = ("void", "keep")
+ANN_ID_STRIDE = 100_000  # sharded conversions: annotation id = input position × this + k (k < this)
 
 
 @dataclass
@@ -116,9 +118,25 @@ def run_ordered(fn: Callable[[J], ImageResult], jobs: list[J], workers: int) -> 
     if workers <= 1 or len(jobs) <= 1:
         yield from map(fn, jobs)
         return
-    chunksize = max(1, min(16, len(jobs) // (workers * 8)))
+    with ordered_pool(workers) as run:
+        yield from run(fn, jobs)
+
+
+@contextlib.contextmanager
+def ordered_pool(workers: int) -> Iterator[Callable[[Callable[[J], ImageResult], list[J]], Iterator[ImageResult]]]:
+    """A ``run(fn, jobs)`` that yields ``fn(job)`` in job order, on one process pool kept for the
+    whole block (``workers`` > 1) or in this process. A sharded conversion calls it once per shard:
+    at most one shard's results are ever waiting (memory bounded by one shard)."""
+    if workers <= 1:
+        yield lambda fn, jobs: map(fn, jobs)
+        return
     with multiprocessing.get_context().Pool(workers) as pool:
-        yield from pool.imap(fn, jobs, chunksize=chunksize)
+        def run(fn: Callable[[J], ImageResult], jobs: list[J]) -> Iterator[ImageResult]:
+            if len(jobs) <= 1:
+                return map(fn, jobs)
+            return pool.imap(fn, jobs, chunksize=max(1, min(16, len(jobs) // (workers * 8))))
+
+        yield run
 
 
 def collect(
@@ -144,28 +162,49 @@ def assemble(
     images_in: int,
     plan_problems: list[DatasetError] = (),  # type: ignore[assignment]
     image_root: str | Path | None = None,
+    positions: range | None = None,
+    extra_info: dict[str, Any] | None = None,
 ) -> EntityDataset:
-    """Number images and annotations, attach provenance, and record the conversion summary."""
-    string_ids = any(not isinstance(r.image.id, int) or isinstance(r.image.id, bool) for r in results)
+    """Number images and annotations, attach provenance, and record the conversion summary.
+
+    Ids, by default: the source's image ids when every one is an integer (else 1, 2, … in order,
+    the source's kept as ``source_id``); annotations 1, 2, … in order. With ``positions`` (the
+    position of each result's input among ALL inputs of a sharded conversion, ``results[i]`` ↔
+    ``positions[i]``), ids depend only on that position, never on how the inputs were split:
+    image id = position + 1 (the source's id kept as ``source_id``), annotation id =
+    position × :data:`ANN_ID_STRIDE` + k for its k-th annotation (k = 1, 2, …). Raises
+    :class:`DatasetError` for an image with ≥ ``ANN_ID_STRIDE`` annotations in that mode.
+    """
+    if positions is not None and len(positions) != len(results):
+        raise ValueError(f"{len(positions)} positions for {len(results)} results")
+    string_ids = positions is not None or any(not isinstance(r.image.id, int) or isinstance(r.image.id, bool)
+                                               for r in results)
     images: list[dict[str, Any]] = []
     annotations: list[dict[str, Any]] = []
     problems = list(plan_problems)
     things = stuff = unknown_kind = crowd_segments = void = pixels = 0
     overlap: dict[str, int] = {}
-    for res in results:
+    for i, res in enumerate(results):
         problems.extend(res.problems)
         for k, v in (res.overlap or {}).items():
             overlap[k] = overlap.get(k, 0) + v
         if not res.ok:
             continue
         rec = res.image
-        image_id = len(images) + 1 if string_ids else rec.id
+        if positions is not None:
+            image_id = positions[i] + 1
+            if len(res.annotations) >= ANN_ID_STRIDE:
+                raise DatasetError(f"{len(res.annotations):,} entities: a sharded conversion numbers at most "
+                                   f"{ANN_ID_STRIDE - 1:,} per image", rec.file_name, f"image {rec.id!r}")
+        else:
+            image_id = len(images) + 1 if string_ids else rec.id
         image = {"id": image_id, "file_name": rec.file_name, "height": rec.height, "width": rec.width, "source": source}
         if string_ids:
             image["source_id"] = rec.id
         images.append(image)
-        for ann in res.annotations:
-            annotations.append({"id": len(annotations) + 1, "image_id": image_id, **ann, "source": source})
+        for k, ann in enumerate(res.annotations, 1):
+            ann_id = positions[i] * ANN_ID_STRIDE + k if positions is not None else len(annotations) + 1
+            annotations.append({"id": ann_id, "image_id": image_id, **ann, "source": source})
             if ann["iscrowd"]:
                 continue
             kind = ann.get("isthing")
@@ -197,7 +236,7 @@ def assemble(
     return EntityDataset(
         images=images,
         annotations=annotations,
-        info=new_info(description, conversion=summary),
+        info=new_info(description, conversion=summary, **(extra_info or {})),
         image_root=Path(image_root) if image_root is not None else None,
     )
 

@@ -8,6 +8,8 @@ or ``large-wins``. The rule and what it changed are recorded in the output.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ from ..masks import read_mask
 from ._common import (
     OVERLAP_RULES,
     ImageRecord,
+    ImageResult,
     RleImageJob,
     Segment,
     assemble,
@@ -26,6 +29,7 @@ from ._common import (
     convert_rle_image,
     run_ordered,
 )
+from ._sharded import ShardRun, convert_to_shards
 
 SAM_RULES = tuple(r for r in OVERLAP_RULES if r != "error")
 
@@ -63,6 +67,13 @@ def _load_one(path: Path, image_ext: str) -> tuple[dict[str, Any], list[Any]]:
     raise DatasetError("neither an SA-1B image JSON ({image, annotations}) nor a list of mask records", path)
 
 
+def _check_options(rule: str, min_area: Any) -> None:
+    if rule not in SAM_RULES:
+        raise DatasetError(f"unknown overlap rule {rule!r}; choose one of {', '.join(SAM_RULES)}")
+    if not isinstance(min_area, int) or isinstance(min_area, bool) or min_area < 0:
+        raise DatasetError(f"min_area must be a whole number ≥ 0, got {min_area!r}")
+
+
 def _score(ann: dict[str, Any], key: str) -> float:
     if key not in ann:
         raise ValueError(f"no '{key}' (needed by --rule score)")
@@ -70,6 +81,97 @@ def _score(ann: dict[str, Any], key: str) -> float:
     if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
         raise ValueError(f"'{key}' must be a finite number, got {v!r}")
     return float(v)
+
+
+def sam_inputs(inputs: Path) -> list[Path]:
+    """The input files in conversion order: ``inputs`` itself, or a folder's ``*.json`` sorted by name."""
+    files = sorted(inputs.glob("*.json")) if inputs.is_dir() else [inputs]
+    if not files:
+        raise DatasetError("no *.json files found", inputs)
+    return files
+
+
+@dataclass(frozen=True)
+class SamOptions:
+    """The per-file conversion settings (picklable: sent to worker processes)."""
+
+    rule: str
+    score_key: str = "predicted_iou"
+    min_area: int = 0
+    image_ext: str = ".jpg"
+
+
+def plan_sam_file(path: Path, n: int, opts: SamOptions, *, keep_going: bool) -> tuple[RleImageJob | None, list[EntityKitError]]:
+    """Read one SAM JSON into a job (its masks checked and filtered by ``min_area``), or None when
+    the file itself is unusable. ``n``: the file's position (the image id when the file gives none).
+    Problems raise unless ``keep_going``; then they are returned (a bad mask is dropped)."""
+    rule, score_key, min_area, image_ext = opts.rule, opts.score_key, opts.min_area, opts.image_ext
+    problems: list[EntityKitError] = []
+    try:
+        image, anns = _load_one(path, image_ext)
+        h, w = int(image["height"]), int(image["width"])
+        check_pixels(h, w, path, "image")
+    except EntityKitError as e:
+        if not keep_going:
+            raise
+        return None, [e]
+    masks, segs, labels, scores = [], [], [], []
+    for j, ann in enumerate(anns):
+        label = f"mask {ann['id']!r}" if isinstance(ann, dict) and "id" in ann else f"mask [{j}]"
+        try:
+            if not isinstance(ann, dict) or "segmentation" not in ann:
+                raise EntityKitError("mask record must be an object with a 'segmentation'", path, label)
+            rle = read_mask(ann["segmentation"], h, w, path=path, item=label)
+            area = ann.get("area", min_area)
+            if not isinstance(area, (int, float)) or isinstance(area, bool) or not math.isfinite(area):
+                raise EntityKitError(f"'area' must be a number, got {area!r}", path, label)
+            score = _score(ann, score_key) if rule == "score" else 0.0
+        except ValueError as e:
+            err = DatasetError(str(e), path, label)
+            if not keep_going:
+                raise err from None
+            problems.append(err)
+            continue
+        except EntityKitError as e:
+            if not keep_going:
+                raise
+            problems.append(e)
+            continue
+        if area < min_area:
+            continue
+        extra = {k: ann[k] for k in ("predicted_iou", "stability_score") if k in ann}
+        if "id" in ann:
+            extra["source_id"] = ann["id"]
+        masks.append(rle)
+        segs.append(Segment(0, None, None, extra))
+        labels.append(label)
+        scores.append(score)
+    image_id = image.get("image_id", image.get("id", path.stem))
+    if isinstance(image_id, (list, dict, bool, float)):
+        image_id = path.stem
+    file_name = image.get("file_name", path.stem + image_ext)
+    if not isinstance(file_name, str) or not file_name:
+        file_name = path.stem + image_ext
+    record = ImageRecord(image_id if image_id is not None else n + 1, file_name, h, w)
+    job = RleImageJob(record, masks, segs, labels, rule, "keep", str(path), scores if rule == "score" else None)
+    return job, problems
+
+
+def convert_sam_file(unit: tuple[int, str], opts: SamOptions) -> ImageResult:
+    """One input file → its ImageResult, problems recorded (the unit of sharded conversion: a
+    module-level function so that worker processes and cluster tasks can run it).
+    ``unit``: (position among all inputs, path)."""
+    n, name = unit
+    path = Path(name)
+    try:
+        job, problems = plan_sam_file(path, n, opts, keep_going=True)
+    except EntityKitError as e:  # not raised with keep_going; kept as a guard
+        job, problems = None, [e]
+    if job is None:
+        return ImageResult(ImageRecord(n + 1, path.stem, 0, 0), problems=list(problems), ok=False)
+    res = convert_rle_image(job)
+    res.problems = [*problems, *res.problems]
+    return res
 
 
 def convert_sam(
@@ -86,64 +188,16 @@ def convert_sam(
     progress: bool = False,
 ) -> EntityDataset:
     """``inputs``: one JSON or a folder of per-image JSONs. ``rule``: score, small-wins or large-wins."""
-    if rule not in SAM_RULES:
-        raise DatasetError(f"unknown overlap rule {rule!r}; choose one of {', '.join(SAM_RULES)}")
-    if not isinstance(min_area, int) or isinstance(min_area, bool) or min_area < 0:
-        raise DatasetError(f"min_area must be a whole number ≥ 0, got {min_area!r}")
+    _check_options(rule, min_area)
     inputs = Path(inputs)
-    files = sorted(inputs.glob("*.json")) if inputs.is_dir() else [inputs]
-    if not files:
-        raise DatasetError("no *.json files found", inputs)
+    files = sam_inputs(inputs)
+    opts = SamOptions(rule, score_key, min_area, image_ext)
     jobs, problems = [], []
     for n, path in enumerate(files):
-        try:
-            image, anns = _load_one(path, image_ext)
-            h, w = int(image["height"]), int(image["width"])
-            check_pixels(h, w, path, "image")
-        except EntityKitError as e:
-            if not keep_going:
-                raise
-            problems.append(e)
-            continue
-        masks, segs, labels, scores = [], [], [], []
-        for j, ann in enumerate(anns):
-            label = f"mask {ann['id']!r}" if isinstance(ann, dict) and "id" in ann else f"mask [{j}]"
-            try:
-                if not isinstance(ann, dict) or "segmentation" not in ann:
-                    raise EntityKitError("mask record must be an object with a 'segmentation'", path, label)
-                rle = read_mask(ann["segmentation"], h, w, path=path, item=label)
-                area = ann.get("area", min_area)
-                if not isinstance(area, (int, float)) or isinstance(area, bool) or not math.isfinite(area):
-                    raise EntityKitError(f"'area' must be a number, got {area!r}", path, label)
-                score = _score(ann, score_key) if rule == "score" else 0.0
-            except ValueError as e:
-                err = DatasetError(str(e), path, label)
-                if not keep_going:
-                    raise err from None
-                problems.append(err)
-                continue
-            except EntityKitError as e:
-                if not keep_going:
-                    raise
-                problems.append(e)
-                continue
-            if area < min_area:
-                continue
-            extra = {k: ann[k] for k in ("predicted_iou", "stability_score") if k in ann}
-            if "id" in ann:
-                extra["source_id"] = ann["id"]
-            masks.append(rle)
-            segs.append(Segment(0, None, None, extra))
-            labels.append(label)
-            scores.append(score)
-        image_id = image.get("image_id", image.get("id", path.stem))
-        if isinstance(image_id, (list, dict, bool, float)):
-            image_id = path.stem
-        file_name = image.get("file_name", path.stem + image_ext)
-        if not isinstance(file_name, str) or not file_name:
-            file_name = path.stem + image_ext
-        record = ImageRecord(image_id if image_id is not None else n + 1, file_name, h, w)
-        jobs.append(RleImageJob(record, masks, segs, labels, rule, "keep", str(path), scores if rule == "score" else None))
+        job, found = plan_sam_file(path, n, opts, keep_going=keep_going)
+        problems.extend(found)
+        if job is not None:
+            jobs.append(job)
     results = collect(run_ordered(convert_rle_image, jobs, workers), len(jobs), "convert SAM masks",
                       keep_going=keep_going, progress=progress)
     return assemble(
@@ -151,4 +205,50 @@ def convert_sam(
         conversion={"from": "sam", "inputs": str(inputs), "overlap_rule": rule,
                     "score_key": score_key if rule == "score" else None, "min_area": min_area},
         images_in=len(files), plan_problems=problems, image_root=image_root,
+    )
+
+
+def convert_sam_sharded(
+    inputs: str | Path,
+    output: str | Path,
+    *,
+    rule: str,
+    shard_images: int = 1000,
+    part: str | tuple[int, int] | None = None,
+    resume: bool = False,
+    score_key: str = "predicted_iou",
+    min_area: int = 0,
+    image_root: str | Path | None = None,
+    image_ext: str = ".jpg",
+    source: str = "sam",
+    workers: int = 1,
+    keep_going: bool = False,
+    progress: bool = False,
+) -> ShardRun:
+    """SAM masks → a sharded entity dataset in the folder ``output`` (:mod:`entitykit.shards`),
+    streaming: memory bounded by one shard of ``shard_images`` input files.
+
+    The inputs (a folder's ``*.json``, sorted by name) are cut into shards of ``shard_images``
+    files; ``part`` ``"K/N"`` converts only the K-th of N contiguous runs of shards and writes
+    ``part-K-of-N.json`` (join them with :func:`entitykit.convert._sharded.merge_parts`), else
+    ``manifest.json`` is written. Each image is converted exactly as :func:`convert_sam` does;
+    ids: image id = position of its file among the inputs + 1 (the file's own id kept as
+    ``source_id``), annotation id = position × 100,000 + k. ``resume`` continues an interrupted
+    run (finished shards verified by SHA-256 and kept); without it an output holding this run's
+    work is refused. The bytes written depend neither on ``part`` nor on ``workers``.
+    Raises :class:`EntityKitError` (one line) for bad options, a refused output or, unless
+    ``keep_going``, the first bad input (the shards finished so far stay, for ``resume``)."""
+    _check_options(rule, min_area)
+    inputs = Path(inputs)
+    files = sam_inputs(inputs)
+    opts = SamOptions(rule, score_key, min_area, image_ext)
+    conversion = {"from": "sam", "inputs": str(inputs), "overlap_rule": rule,
+                  "score_key": score_key if rule == "score" else None, "min_area": min_area}
+    return convert_to_shards(
+        output, [str(f) for f in files], partial(convert_sam_file, opts=opts),
+        settings={"converter": "sam", **{k: v for k, v in conversion.items() if k != "from"}, "image_ext": image_ext,
+                  "source": source},
+        source=source, description=f"entities from SAM masks {inputs}", conversion=conversion,
+        shard_images=shard_images, part=part, resume=resume, workers=workers, keep_going=keep_going,
+        progress=progress, image_root=image_root, inputs=[inputs, image_root], label="convert SAM masks",
     )

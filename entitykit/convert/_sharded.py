@@ -1,0 +1,455 @@
+"""Streaming, resumable, K/N-splittable conversion into a sharded dataset (:mod:`entitykit.shards`).
+
+A conversion's inputs (files, sorted) are cut into shards of ``shard_images`` consecutive inputs:
+shard ``i`` holds inputs ``[i·S, (i+1)·S)``. The cut depends only on the inputs and ``S``, never
+on how many machines or workers run it, and ids are a function of each input's position
+(:func:`entitykit.convert._common.assemble` with ``positions``), so every shard's bytes are fixed.
+
+One run converts the shards of its part (``K/N``: the K-th of N contiguous runs of shards; all
+of them without a part), one shard at a time (memory: one shard's results), and for each:
+
+1. writes ``shard-NNNNN.json`` atomically (temporary file, then rename);
+2. writes its completion record ``.progress/shard-NNNNN.json`` (the manifest entry: bytes, SHA-256).
+
+Every file is written by one run only (the settings too: ``.progress/settings[.part-K-of-N].json``),
+so N machines can share one output folder.
+
+A restarted run (``resume``) skips every shard whose record matches the file on disk (size and
+SHA-256) and redoes the others; without ``resume`` an output holding any of this part's work is
+refused. At the end an unsplit run writes ``manifest.json``; a part writes
+``part-K-of-N.json``, and :func:`merge_parts` joins the N parts into ``manifest.json`` — the same
+bytes as an unsplit run's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import DatasetError, EntityKitError
+from ..fileio import atomic_path, check_output, read_json, write_json
+from ..shards import (
+    MANIFEST,
+    Manifest,
+    ShardEntry,
+    entry_for_file,
+    entry_from_dict,
+    file_sha256,
+    manifest_for,
+    read_manifest,
+    shard_counts,
+    write_manifest,
+)
+from ._common import ANN_ID_STRIDE, ImageResult, assemble, ordered_pool
+
+PROGRESS_DIR = ".progress"
+SETTINGS_FILE = "settings.json"
+PART_RE = re.compile(r"^part-(\d+)-of-(\d+)\.json$")
+PROBLEMS_KEPT = 1000  # problems a run keeps in memory to report (every one is in its shard's info)
+
+
+def parse_part(text: str | tuple[int, int] | None) -> tuple[int, int] | None:
+    """``"K/N"`` (1 ≤ K ≤ N, as GNU split's ``-n K/N``) → (K, N); None stays None. Raises EntityKitError."""
+    if text is None or isinstance(text, tuple):
+        if isinstance(text, tuple) and not (len(text) == 2 and 1 <= text[0] <= text[1]):
+            raise EntityKitError(f"part must be (K, N) with 1 ≤ K ≤ N, got {text!r}")
+        return text
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(text))
+    if not m or not 1 <= int(m.group(1)) <= int(m.group(2)):
+        raise EntityKitError(f"--shard must be K/N with 1 ≤ K ≤ N (machine K of N), got {text!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
+def shard_spans(n_inputs: int, shard_images: int) -> list[range]:
+    """The input positions of each shard: ``[range(0, S), range(S, 2S), …]`` (the last may be shorter)."""
+    if not isinstance(shard_images, int) or isinstance(shard_images, bool) or shard_images < 1:
+        raise EntityKitError(f"--shard-images must be a whole number ≥ 1, got {shard_images!r}")
+    return [range(a, min(a + shard_images, n_inputs)) for a in range(0, n_inputs, shard_images)]
+
+
+def part_shards(n_shards: int, part: tuple[int, int] | None) -> range:
+    """The shards part K of N converts: ``[⌊(K−1)·M/N⌋, ⌊K·M/N⌋)`` of M shards (all without a part)."""
+    if part is None:
+        return range(n_shards)
+    k, n = part
+    return range((k - 1) * n_shards // n, k * n_shards // n)
+
+
+def shard_name(i: int, n_shards: int) -> str:
+    """``shard-00007.json`` (at least 5 digits; more when there are more shards, so names sort)."""
+    return f"shard-{i:0{max(5, len(str(max(n_shards - 1, 0))))}d}.json"
+
+
+def part_name(part: tuple[int, int]) -> str:
+    return f"part-{part[0]}-of-{part[1]}.json"
+
+
+def listing_digest(names: Sequence[str]) -> str:
+    """SHA-256 of the inputs' names, one per line: the settings record which inputs were cut."""
+    h = hashlib.sha256()
+    for name in names:
+        h.update(name.encode("utf-8", "surrogateescape") + b"\n")
+    return h.hexdigest()
+
+
+@dataclass
+class ShardRun:
+    """What one sharded run did. ``written``: the manifest (unsplit) or part manifest it wrote."""
+
+    output: Path
+    written: Path
+    part: tuple[int, int] | None
+    shards: list[ShardEntry]
+    converted: int = 0  # shards converted by this run
+    skipped: int = 0  # shards found finished (resume) and kept
+    total_shards: int = 0
+    images: int = 0
+    entities: int = 0
+    images_in: int = 0
+    problems: int = 0
+    first_problems: list[DatasetError] = field(default_factory=list)
+
+
+def _diff(old: Any, new: Any, prefix: str = "") -> str | None:
+    if isinstance(old, dict) and isinstance(new, dict):
+        for k in list(old) + [k for k in new if k not in old]:
+            d = _diff(old.get(k), new.get(k), f"{prefix}{k}.")
+            if d:
+                return d
+        return None
+    return None if old == new else f"{prefix.rstrip('.')}: {old!r} there, {new!r} now"
+
+
+def settings_file(part: tuple[int, int] | None) -> str:
+    """Where a run records its settings: one file per part (machines sharing a folder never write
+    the same file), ``settings.json`` for an unsplit run."""
+    return SETTINGS_FILE if part is None else f"settings.{part_name(part)}"
+
+
+def _recorded_settings(out: Path) -> dict[str, Any] | None:
+    progress = out / PROGRESS_DIR
+    found = sorted(progress.glob("settings*.json")) if progress.is_dir() else []
+    if found:
+        data = read_json(found[0], "conversion settings")
+        return data if isinstance(data, dict) else {"unreadable": str(found[0])}
+    if (out / MANIFEST).is_file():
+        return read_manifest(out, check_files=False).settings
+    return None
+
+
+_OURS = re.compile(r"^(shard-\d+\.json|part-\d+-of-\d+\.json|manifest\.json|\..*\.tmp)$")
+
+
+def _only_ours(out: Path) -> bool:
+    """Whether the folder holds only what sharded conversions write (another machine has just
+    started: no settings recorded yet)."""
+    return all(p.name == PROGRESS_DIR or _OURS.match(p.name) for p in out.iterdir())
+
+
+def _record_path(out: Path, name: str) -> Path:
+    return out / PROGRESS_DIR / name
+
+
+def finished_entry(out: Path, name: str) -> ShardEntry | None:
+    """The shard's completion record when it matches the shard file (size and SHA-256), else None:
+    a missing, unreadable or stale record — or a changed shard — means the shard is redone."""
+    rec = _record_path(out, name)
+    shard = out / name
+    if not rec.is_file() or not shard.is_file():
+        return None
+    try:
+        entry = entry_from_dict(read_json(rec, "shard record"), where=str(rec))
+    except EntityKitError:
+        return None
+    if entry.file != name or shard.stat().st_size != entry.bytes or file_sha256(shard) != entry.sha256:
+        return None
+    return entry
+
+
+def _check_output(out: Path, settings: dict[str, Any], names: list[str], part: tuple[int, int] | None,
+                  resume: bool, inputs: Sequence[str | Path]) -> None:
+    """Refuse, before any work, an output that is not this conversion's or that holds this part's
+    work without ``resume`` (one line each)."""
+    check_output(out, kind="folder", inputs=inputs)
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    recorded = _recorded_settings(out)
+    if recorded is None and _only_ours(out):
+        recorded = settings
+    if recorded is None:
+        raise EntityKitError("folder exists, is not empty and holds no sharded conversion: choose another output", out)
+    diff = _diff(recorded, settings)
+    if diff:
+        raise EntityKitError(f"holds a sharded conversion made with other settings ({diff}); choose another "
+                             "output (or repeat the first command's options)", out)
+    if resume:
+        return
+    final = out / (MANIFEST if part is None else part_name(part))
+    if final.is_file():
+        raise EntityKitError(f"holds a finished conversion ({final.name}); pass --resume to check it and continue "
+                             "(nothing left to do), or choose another output", out)
+    started = [n for n in names if (out / n).exists() or _record_path(out, n).exists()]
+    if started:
+        raise EntityKitError(f"holds a partly finished conversion ({len(started)} of {len(names)} shards of this "
+                             "run started); pass --resume to continue it, or choose another output", out)
+
+
+def convert_to_shards(
+    output: str | Path,
+    units: Sequence[str],
+    work: Callable[[tuple[int, str]], ImageResult],
+    *,
+    settings: dict[str, Any],
+    source: str,
+    description: str,
+    conversion: dict[str, Any],
+    shard_images: int,
+    part: str | tuple[int, int] | None = None,
+    resume: bool = False,
+    workers: int = 1,
+    keep_going: bool = False,
+    progress: bool = False,
+    image_root: str | Path | None = None,
+    split: str | None = None,
+    inputs: Sequence[str | Path] = (),
+    label: str = "convert",
+) -> ShardRun:
+    """Convert ``units`` (input paths, in their fixed order) into shards under ``output``.
+
+    ``work((position, unit))`` → the input's :class:`ImageResult` (a picklable module-level
+    function or ``functools.partial`` when ``workers`` > 1). ``settings``: everything that decides
+    the output's bytes (converter options; ``shard_images`` and the inputs' listing are added
+    here); a resumed run or another part must give the same. Memory: one shard's results.
+    Raises :class:`EntityKitError` for a refused output (see :func:`_check_output`) and the first
+    problem of an input unless ``keep_going`` (finished shards stay: resume continues).
+    """
+    out = Path(output)
+    part = parse_part(part)
+    spans = shard_spans(len(units), shard_images)
+    if not spans:
+        raise DatasetError("no inputs to convert", str(inputs[0]) if inputs else None)
+    settings = {**settings, "shard_images": shard_images, "input_files": len(units),
+                "input_listing_sha256": listing_digest([Path(u).name for u in units]),
+                "ids": f"image id = input position + 1; annotation id = position × {ANN_ID_STRIDE} + k"}
+    if image_root is not None:
+        settings["image_root"] = _relative_root(image_root, out)
+    mine = part_shards(len(spans), part)
+    names = [shard_name(i, len(spans)) for i in mine]
+    _check_output(out, settings, names, part, resume, inputs)
+    out.mkdir(parents=True, exist_ok=True)
+    mine_file = out / PROGRESS_DIR / settings_file(part)
+    if not mine_file.is_file():
+        write_json(mine_file, settings, indent=1)
+    run = ShardRun(out, out, part, [], total_shards=len(spans))
+    from ..progress import progress_bar  # noqa: PLC0415
+
+    total = sum(len(spans[i]) for i in mine)
+    with ordered_pool(workers) as pool, progress_bar(total, label, enabled=progress) as advance:
+        for i, name in zip(mine, names):
+            span = spans[i]
+            entry = finished_entry(out, name) if resume else None
+            if entry is not None:
+                run.skipped += 1
+                advance(len(span))
+            else:
+                entry = _convert_shard(out, name, i, spans, units, work, pool, advance, run,
+                                       source=source, description=description, conversion=conversion,
+                                       image_root=image_root, keep_going=keep_going)
+                run.converted += 1
+            run.shards.append(entry)
+    return _finish_run(run, settings, split, source, description, part, spans)
+
+
+def _convert_shard(out: Path, name: str, i: int, spans: list[range], units: Sequence[str],
+                   work: Callable[[tuple[int, str]], ImageResult], pool: Callable, advance: Callable[..., None],
+                   run: ShardRun, *, source: str, description: str, conversion: dict[str, Any],
+                   image_root: str | Path | None, keep_going: bool) -> ShardEntry:
+    """Convert shard ``i``, write it atomically, then its completion record; returns its entry."""
+    span = spans[i]
+    results: list[ImageResult] = []
+    for res in pool(work, [(p, str(units[p])) for p in span]):
+        if res.problems and not keep_going:
+            raise res.problems[0]
+        results.append(res)
+        advance()
+    ds = assemble(results, source=source, description=description, conversion=conversion, images_in=len(span),
+                  image_root=image_root, positions=span,
+                  extra_info={"shard": {"index": i, "shards": len(spans), "inputs": [span.start, span.stop]}})
+    del results
+    problems = ds.info["conversion"]["problems"]
+    # the image folder as given when absolute (parts copied between folders keep it), else relative to the shard
+    absolute = image_root is not None and Path(image_root).is_absolute()
+    write_json(out / name, ds.to_coco(relative_to=None if absolute else out))
+    entry = entry_for_file(out, name, shard_counts(ds), inputs=[span.start, span.stop], problems=len(problems))
+    write_json(_record_path(out, name), entry.as_dict())
+    for p in problems[: max(0, PROBLEMS_KEPT - len(run.first_problems))]:
+        run.first_problems.append(DatasetError(p["problem"], p["path"], p["item"]))
+    return entry
+
+
+def _finish_run(run: ShardRun, settings: dict[str, Any], split: str | None, source: str, description: str,
+                part: tuple[int, int] | None, spans: list[range]) -> ShardRun:
+    from .. import __version__  # noqa: PLC0415
+
+    mine = part_shards(len(spans), part)
+    run.images = sum(s.images for s in run.shards)
+    run.entities = sum(s.entities for s in run.shards)
+    run.images_in = sum(len(spans[i]) for i in mine)
+    run.problems = sum(int(s.extra.get("problems", 0)) for s in run.shards)
+    provenance = {"tool": f"entitykit {__version__}", "source": source, "description": description}
+    if part is None:
+        run.written = write_manifest(run.output, manifest_for(run.output, run.shards, split=split,
+                                                              provenance=provenance, settings=settings))
+    else:
+        info = {"k": part[0], "n": part[1], "shards": [mine.start, mine.stop], "total_shards": len(spans)}
+        run.written = write_manifest(run.output, manifest_for(run.output, run.shards, split=split,
+                                                              provenance=provenance, settings=settings, part=info),
+                                     name=part_name(part))
+    return run
+
+
+def _relative_root(image_root: str | Path, out: Path) -> str:
+    """The image folder as the shards record it: as given when absolute, else relative to the
+    output folder (as :meth:`EntityDataset.to_coco` writes it), POSIX."""
+    root = Path(image_root)
+    if root.is_absolute():
+        return root.as_posix()
+    try:
+        return Path(os.path.relpath(root.resolve(), out.resolve())).as_posix()
+    except ValueError:
+        return root.resolve().as_posix()
+
+
+def _part_files(paths: Sequence[str | Path]) -> list[Path]:
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(q for q in p.iterdir() if PART_RE.match(q.name))
+            if not found:
+                raise EntityKitError("holds no part-K-of-N.json (written by convert … --shard K/N)", p)
+            files.extend(found)
+        else:
+            files.append(p)
+    return files
+
+
+def merge_parts(parts: Sequence[str | Path], output: str | Path, *, progress: bool = False) -> Manifest:
+    """Join the part manifests of one conversion (``--shard 1/N`` … ``N/N``) into ``output/manifest.json``.
+
+    ``parts``: part-K-of-N.json files, or folders holding them. All N parts must be there once,
+    made with the same settings; shards in another folder than ``output`` are copied there
+    (atomically, their SHA-256 checked). The manifest written is byte-identical to an unsplit
+    run's. Raises :class:`EntityKitError` / :class:`DatasetError` (one line) otherwise."""
+    out = Path(output)
+    files = _part_files(parts)
+    if not files:
+        raise EntityKitError("no part manifests given")
+    manifests: list[Manifest] = []
+    for f in files:
+        m = read_manifest(f)
+        info = m.extra.get("part")
+        if not (isinstance(info, dict) and all(isinstance(info.get(k), int) for k in ("k", "n", "total_shards"))
+                and isinstance(info.get("shards"), list) and len(info["shards"]) == 2):
+            raise DatasetError("not a part manifest (no 'part': {k, n, shards, total_shards}); written by convert … "
+                               "--shard K/N", f, "part")
+        manifests.append(m)
+    first = manifests[0]
+    n = first.extra["part"]["n"]
+    by_k: dict[int, Manifest] = {}
+    for f, m in zip(files, manifests):
+        info = m.extra["part"]
+        if info["n"] != n or info["total_shards"] != first.extra["part"]["total_shards"]:
+            raise DatasetError(f"part {info['k']}/{info['n']} of {info['total_shards']} shards does not belong with "
+                               f"part {first.extra['part']['k']}/{n} ({files[0]})", f, "part")
+        diff = _diff(first.settings, m.settings)
+        if diff:
+            raise DatasetError(f"made with other settings than {files[0]} ({diff})", f, "settings")
+        if info["k"] in by_k:
+            raise DatasetError(f"part {info['k']}/{n} given twice (also {by_k[info['k']].path})", f, "part")
+        by_k[info["k"]] = m
+    missing = [k for k in range(1, n + 1) if k not in by_k]
+    if missing:
+        raise EntityKitError(f"parts {', '.join(f'{k}/{n}' for k in missing)} missing (their runs unfinished or "
+                             "not given)", files[0].parent)
+    total = first.extra["part"]["total_shards"]
+    for k in range(1, n + 1):
+        want = part_shards(total, (k, n))
+        m = by_k[k]
+        if m.extra["part"]["shards"] != [want.start, want.stop] or len(m.shards) != len(want):
+            raise DatasetError(f"lists {len(m.shards)} shards; part {k}/{n} of {total} has {len(want)}", m.path, "part")
+        for i, s in zip(want, m.shards):
+            if s.file != shard_name(i, total):
+                raise DatasetError(f"shard {i} is {s.file!r}, expected {shard_name(i, total)!r}", m.path, "shards")
+    root = first.settings.get("image_root")
+    check_output(out, kind="folder", inputs=())
+    if out.is_dir() and any(out.iterdir()):
+        recorded = _recorded_settings(out)
+        if recorded is None and not _only_ours(out):
+            raise EntityKitError("folder exists, is not empty and holds no sharded conversion: choose another output", out)
+        diff = _diff(recorded, first.settings) if recorded is not None else None
+        if diff:
+            raise EntityKitError(f"holds a sharded conversion made with other settings ({diff})", out)
+    copied = []
+    for k in range(1, n + 1):  # every check before anything is written
+        m = by_k[k]
+        if m.root.resolve() == out.resolve():
+            continue
+        copied.append(m)
+        if isinstance(root, str) and not Path(root).is_absolute() and (m.root / root).resolve() != (out / root).resolve():
+            raise DatasetError(f"its shards record the image folder {root!r} relative to their folder, which means "
+                               f"another folder from {out}; convert with an absolute --images, or merge into "
+                               f"{m.root}", m.path, "settings.image_root")
+    out.mkdir(parents=True, exist_ok=True)
+    shards: list[ShardEntry] = []
+    for k in range(1, n + 1):
+        m = by_k[k]
+        for s in m.shards:
+            if m in copied:
+                _copy_shard(m, s, out)
+            shards.append(s)
+    final = manifest_for(out, shards, split=first.split, provenance=first.provenance, settings=first.settings)
+    write_manifest(out, final)
+    return read_manifest(out)
+
+
+def _copy_shard(m: Manifest, s: ShardEntry, out: Path) -> None:
+    """Copy one shard into ``out`` atomically; an identical file already there is kept."""
+    src, dst = m.shard_path(s), out / s.file
+    if dst.is_file() and dst.stat().st_size == s.bytes and file_sha256(dst) == s.sha256:
+        return
+    if dst.exists() and not dst.is_file():
+        raise EntityKitError("is not a file; cannot copy a shard onto it", dst)
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)
+        if file_sha256(tmp) != s.sha256:
+            raise DatasetError("shard file's SHA-256 differs from its part manifest's (changed since it was "
+                               "written)", m.path, f"shard {s.file}")
+
+
+
+def convert_on_dask(client: Any, convert: Callable[..., ShardRun], inputs: str | Path, output: str | Path, parts: int,
+                    *, retries: int = 2, **options: Any) -> Manifest:
+    """Run a sharded conversion as ``parts`` tasks on a Dask cluster, then merge (docs/sharding.md).
+
+    ``client``: a ``dask.distributed.Client`` (LocalCluster, dask-jobqueue's SLURMCluster, …) whose
+    workers see ``inputs`` and ``output`` at the same paths (a shared file system). ``convert``: a
+    sharded converter such as :func:`entitykit.convert.convert_sam_sharded`, called as
+    ``convert(inputs, output, part=(k, parts), resume=True, **options)`` for k = 1 … parts — each
+    task resumable, so a task Dask retries after its worker died (``retries``) continues where it
+    stopped. Returns the merged manifest; raises the first task's error (the finished shards stay:
+    run it again to continue)."""
+    from functools import partial  # noqa: PLC0415
+
+    if not isinstance(parts, int) or isinstance(parts, bool) or parts < 1:
+        raise EntityKitError(f"parts must be a whole number ≥ 1, got {parts!r}")
+    task = partial(convert, inputs, output, resume=True, **options)
+    futures = [client.submit(task, part=(k, parts), key=f"entitykit-part-{k}-of-{parts}-{Path(output).name}",
+                             pure=False, retries=retries) for k in range(1, parts + 1)]
+    client.gather(futures)
+    return merge_parts([output], output)
