@@ -14,6 +14,12 @@ names that
 
 Writers append their own suffix (``.png``) and record the mapping image → file in their index
 file (``id_maps.json``, ``predictions.json``), so a reader never has to guess a name.
+
+The coloured preview of the id map named ``name`` is :func:`preview_name` (``previews/<name>.png``),
+for every writer: ``predict`` keeps its id maps in the sibling folder ``id_maps/``; the id-map
+writers that put id maps at the top of their folder (``idmaps``, ``convert --id-maps``) reserve the
+folder ``previews`` (``output_names(..., reserved=[PREVIEWS])``), so no id map can land where a
+preview goes.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from pathlib import Path
 
 from .errors import EntityKitError
 
+PREVIEWS = "previews"  # the folder of the coloured previews of id maps
 MAX_PART_BYTES = 200  # below the usual 255-byte limit, leaving room for a suffix and "~k"
 _BAD_CHARS = {c: "_" for c in (*map(chr, range(32)), "\x7f", ":", "\\", "*", "?", '"', "<", ">", "|")}
 _TRANS = str.maketrans(_BAD_CHARS)
@@ -59,14 +66,21 @@ def _stem(rel: str) -> str:
     return f"{head}/{stem}" if head else stem
 
 
-def output_names(names: Sequence[str], *, suffix: str = ".png") -> list[str]:
+def output_names(names: Sequence[str], *, suffix: str = ".png", reserved: Sequence[str] = ()) -> list[str]:
     """Collision-free relative output names (without ``suffix``) for input file names, in order.
 
     A name loses its last suffix (``a.b.c.jpg`` → ``a.b.c``) unless that makes it collide, then it
     keeps it (``a.jpg``, ``a.png``); anything still taken — or whose file (name + ``suffix``) would be a folder another name
     needs — gets ``~2``, ``~3``, … See the module docstring for the guarantees.
+    ``reserved``: top-level folder names the writer keeps for itself (:data:`PREVIEWS`); a name
+    inside one of them (compared case-insensitively) moves to ``<folder>_/…`` (``previews/a.jpg`` →
+    ``previews_/a``), then the rules above apply.
     """
     safe = [safe_relative(n) for n in names]
+    if reserved:
+        taken = {r.lower() for r in reserved}
+        safe = [f"{s.split('/', 1)[0]}_/{s.split('/', 1)[1]}" if "/" in s and s.split("/", 1)[0].lower() in taken
+                else s for s in safe]
     stems = [_stem(s) for s in safe]
     counts = Counter(s.lower() for s in stems)
     folders = {"/".join(s.lower().split("/")[:k]) for s in safe + stems for k in range(1, s.count("/") + 1)}
@@ -81,6 +95,12 @@ def output_names(names: Sequence[str], *, suffix: str = ".png") -> list[str]:
         used.add(name.lower())
         out.append(name)
     return out
+
+
+def preview_name(name: str) -> str:
+    """The relative file of the coloured preview of the id map named ``name`` (an :func:`output_names`
+    name): ``previews/<name>.png``."""
+    return f"{PREVIEWS}/{name}.png"
 
 
 def inside(folder: str | Path, rel: str) -> Path:

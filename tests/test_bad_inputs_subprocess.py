@@ -365,7 +365,8 @@ def test_kill_during_write_then_rerun(inputs: Inputs, tmp_path: Path) -> None:
     data = json.loads((out / "c.json").read_text())
     index = json.loads((out / "ids" / "id_maps.json").read_text())
     pngs = sorted((out / "ids").rglob("*.png"))
-    assert len(data["images"]) == len(index["images"]) == len(pngs) == 80
+    previews = sorted((out / "ids" / "previews").glob("*.png"))
+    assert len(data["images"]) == len(index["images"]) == len(pngs) - len(previews) == len(previews) == 80
     assert all((out / "ids" / rec["file_name"]).is_file() for rec in index["images"])
     check = entitykit(["check", out / "c.json", "--no-image-files", "-q"])
     assert check.returncode == 0, check.stdout + check.stderr

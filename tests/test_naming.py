@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from entitykit.cli import app
 from entitykit.dataset import EntityDataset
 from entitykit.masks import encode_id_map, read_id_map_png, rle_bbox
-from entitykit.naming import inside, output_names, safe_relative
+from entitykit.naming import PREVIEWS, inside, output_names, preview_name, safe_relative
 
 runner = CliRunner()
 CASES = Path(__file__).resolve().parents[2] / "shared" / "cases"
@@ -50,6 +50,16 @@ def test_hostile_names_stay_inside_and_never_collide(tmp_path):
         inside(tmp_path, "../x.png")
 
 
+def test_reserved_folder_is_left_to_the_writer():
+    names = ["previews/a.jpg", "a.jpg", "Previews/b.jpg", "previews_/a.jpg", "previews.jpg", "sub/previews/c.jpg"]
+    out = output_names(names, reserved=[PREVIEWS])
+    _check_names(names, out)
+    assert out == ["previews_/a.jpg", "a", "Previews_/b", "previews_/a.jpg~2", "previews", "sub/previews/c"]
+    assert not any(o.lower().startswith(PREVIEWS + "/") for o in out)
+    assert preview_name("sub/x") == "previews/sub/x.png"
+    assert output_names(names) == ["previews/a", "a", "Previews/b", "previews_/a", "previews", "sub/previews/c"]
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.lists(st.sampled_from(list("aAb./\\:_-~ ") + ["..", "x.png", "é"]), max_size=8).map("".join),
                 max_size=12))
@@ -57,6 +67,9 @@ def test_names_property(names):
     out = output_names(names)
     _check_names(names, out)
     assert output_names(names) == out  # deterministic
+    kept = output_names([f"{PREVIEWS}/{n}" if i % 2 else n for i, n in enumerate(names)], reserved=[PREVIEWS])
+    _check_names(names, kept)
+    assert not any(k.lower().startswith(PREVIEWS + "/") for k in kept)  # the writer's folder stays its own
 
 
 def _dataset_with_names(root: Path, names: list[str]) -> Path:
@@ -73,17 +86,23 @@ def _dataset_with_names(root: Path, names: list[str]) -> Path:
 
 
 def _assert_index_matches_files(out: Path, n: int) -> None:
+    """id_maps.json lists every id-map PNG; the coloured previews (previews/, listed as ``preview``) are
+    checked apart: one per id map, at the naming rule's place."""
     index = json.loads((out / "id_maps.json").read_text())
-    pngs = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png"))
+    pngs = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png") if p.relative_to(out).parts[0] != PREVIEWS)
     assert sorted(e["file_name"] for e in index["images"]) == pngs and len(pngs) == n
+    previews = sorted(p.relative_to(out).as_posix() for p in (out / PREVIEWS).rglob("*.png"))
+    assert sorted(e["preview"] for e in index["images"]) == previews and len(previews) == n
     for e in index["images"]:
         assert (read_id_map_png(out / e["file_name"]) > 0).sum() > 0
+        assert e["preview"] == preview_name(e["file_name"].removesuffix(".png"))
 
 
 @pytest.mark.parametrize("command", [["idmaps"], ["convert-id-maps"]])
 def test_every_id_map_writer_stays_inside(tmp_path, command):
     """idmaps and convert --id-maps share the naming rule; nothing lands outside the folder."""
-    names = ["/tmp/should-not-be-written-%d/p.jpg" % os.getpid(), "../escape/12.jpg", "a.jpg", "a.png", "ok.jpg"]
+    names = ["/tmp/should-not-be-written-%d/p.jpg" % os.getpid(), "../escape/12.jpg", "a.jpg", "a.png", "ok.jpg",
+             "previews/a.jpg", "Previews/ok.jpg"]  # id maps never land where the previews of a.jpg, ok.jpg go
     ds = _dataset_with_names(tmp_path, names)
     work = tmp_path / "work"
     work.mkdir()

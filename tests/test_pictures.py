@@ -296,6 +296,105 @@ def test_predict_writes_a_preview_beside_each_id_map(tmp_path):
     # the preview writer used by other id-map writers
     write_preview_png(tmp_path / "p.png", id_map)
     assert (_rgb(tmp_path / "p.png") == preview(id_map)).all()
+    with Image.open(tmp_path / "p.png") as im:
+        assert im.mode == "P"  # few colours: a palette PNG
+    many = np.arange(1, 301, dtype=np.int32).reshape(15, 20)  # 300 one-pixel entities …
+    colors = {k: (k % 251, (k * 7) % 253, 200) for k in range(1, 302)}  # … in 300 colours: RGB, not a palette
+    write_preview_png(tmp_path / "many.png", many, colors=colors)
+    assert (_rgb(tmp_path / "many.png") == preview(many, colors=colors)).all()
     # without previews / overlays: none written, none listed
     run = predict(_Boxes(), [photos / "a.jpg"], tmp_path / "bare", max_size=96, previews=False, overlays=False)
     assert not (run.out_dir / "previews").exists() and "preview" not in run.images[0]
+
+
+def test_palette_is_matplotlibs_qualitative_palettes():
+    """The colours are written out (no matplotlib import for a preview); they must be matplotlib's."""
+    from matplotlib import colormaps
+
+    from entitykit.visualize import distinct_colors
+
+    want: list[tuple[int, int, int]] = []
+    for name, rows in (("tab10", range(10)), ("tab20", range(1, 20, 2)), ("tab20b", range(20)), ("tab20c", range(20))):
+        for i in rows:
+            c = tuple(int(round(255 * v)) for v in colormaps[name](i)[:3])
+            if c not in want and max(c) - min(c) >= 24:  # no greys, no repeats
+                want.append(c)
+    assert [tuple(c) for c in distinct_colors(len(want)).tolist()] == want
+    more = distinct_colors(80)
+    assert len({tuple(c) for c in more.tolist()}) == 80 and (more[: len(want)] == distinct_colors(len(want))).all()
+
+
+def _voronoi_dataset(root, n_images: int = 2):
+    from entitykit.dataset import EntityDataset
+    from entitykit.masks import encode_id_map, rle_bbox
+
+    images, anns, maps = [], [], {}
+    for i in range(1, n_images + 1):
+        ids = _voronoi(60, 80, 25, seed=i)
+        ids[:6, :10] = 0  # a void corner
+        maps[i] = ids
+        _, rles, areas = encode_id_map(ids)
+        boxes = rle_bbox(rles)
+        images.append({"id": i, "file_name": f"dir/img{i}.jpg", "height": 60, "width": 80})
+        for k, (rle, area, box) in enumerate(zip(rles, areas, boxes)):
+            anns.append({"id": 100 * i + k, "image_id": i, "category_id": 1, "segmentation": rle, "area": int(area),
+                         "bbox": box.tolist(), "iscrowd": 0})
+    EntityDataset(images, anns).save(root / "ds.json")
+    return root / "ds.json", maps
+
+
+def _check_previews(out, n: int) -> None:
+    """Every id map listed in id_maps.json has an 8-bit RGB preview: one colour per id, void black,
+    touching entities in different colours, the colours of ``visualize.preview``."""
+    index = json.loads((out / "id_maps.json").read_text())
+    assert len(index["images"]) == n
+    for e in index["images"]:
+        ids = read_id_map_png(out / e["file_name"])
+        assert e["preview"] == "previews/" + e["file_name"]
+        with Image.open(out / e["preview"]) as im:  # 8-bit: palette (up to 256 colours) or RGB
+            assert im.mode in ("P", "RGB") and im.size == (ids.shape[1], ids.shape[0])
+            pv = np.asarray(im.convert("RGB"))
+        colour_of = {}
+        for k in np.unique(ids):
+            got = np.unique(pv[ids == k], axis=0)
+            assert len(got) == 1, f"id {k} has {len(got)} colours"
+            colour_of[int(k)] = tuple(got[0].tolist())
+        assert colour_of[0] == (0, 0, 0) and (0, 0, 0) not in [c for k, c in colour_of.items() if k]
+        pairs = adjacent_pairs(ids, reach=1)
+        assert len(pairs) > 30 and all(colour_of[a] != colour_of[b] for a, b in pairs.tolist())
+        assert (pv == preview(ids)).all()
+
+
+@pytest.mark.parametrize("fmt", ["png16", "rgb"])
+def test_idmaps_writes_a_preview_beside_each_id_map(tmp_path, fmt):
+    from typer.testing import CliRunner
+
+    from entitykit.cli import app
+
+    ds, maps = _voronoi_dataset(tmp_path)
+    r = CliRunner().invoke(app, ["idmaps", str(ds), "-o", str(tmp_path / "ids"), "--format", fmt, "-q"])
+    assert r.exit_code == 0, r.output
+    _check_previews(tmp_path / "ids", 2)
+    for i, ids in maps.items():  # the id maps themselves are untouched by the previews
+        assert (read_id_map_png(tmp_path / "ids" / "dir" / f"img{i}.png") == ids).all()
+    r = CliRunner().invoke(app, ["idmaps", str(ds), "-o", str(tmp_path / "bare"), "--format", fmt, "--no-previews", "-q"])
+    assert r.exit_code == 0, r.output
+    assert not (tmp_path / "bare" / "previews").exists()
+    assert all("preview" not in e for e in json.loads((tmp_path / "bare" / "id_maps.json").read_text())["images"])
+    assert sorted(p.name for p in (tmp_path / "bare").rglob("*.png")) == ["img1.png", "img2.png"]
+
+
+def test_convert_id_maps_writes_previews_unless_told_not_to(tmp_path):
+    from typer.testing import CliRunner
+
+    from entitykit.cli import app
+
+    ds, _ = _voronoi_dataset(tmp_path)
+    base = ["convert", "entityseg", str(ds), "-o", str(tmp_path / "e.json"), "-q", "-j", "1"]
+    r = CliRunner().invoke(app, [*base, "--id-maps", str(tmp_path / "ids")])
+    assert r.exit_code == 0, r.output
+    _check_previews(tmp_path / "ids", 2)
+    (tmp_path / "e.json").unlink()
+    r = CliRunner().invoke(app, [*base, "--id-maps", str(tmp_path / "bare"), "--no-previews"])
+    assert r.exit_code == 0, r.output
+    assert not (tmp_path / "bare" / "previews").exists()

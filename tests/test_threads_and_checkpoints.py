@@ -288,3 +288,21 @@ def test_cli_threads_and_keep_last(tiny_data, tmp_path):
     assert result.exit_code == 0, result.output
     assert RunFolder(run).checkpoints() == ["model_0000002", "model_0000003"]
     assert json.loads((run / "config.json").read_text())["threads"] == 2
+
+
+@pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_save_checkpoint_called_directly_follows_the_umask(tmp_path, mask, mode):
+    """The library function, not only the run folder around it: safetensors creates 0600 files."""
+    from entitykit.model import EntityModel, get_config, load_checkpoint, save_checkpoint
+
+    model = EntityModel(get_config("tiny"))
+    target = tmp_path / "sub" / "m.safetensors"
+    old = os.umask(mask)
+    try:
+        assert save_checkpoint(model, target, extra={"iteration": 7}) == target
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(target).st_mode) == mode
+    assert [p.name for p in target.parent.iterdir()] == ["m.safetensors"]  # no temporary left beside it
+    again = load_checkpoint(target)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))

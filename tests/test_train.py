@@ -188,7 +188,6 @@ _TINY = ["--batch-size", "2", "--set", "checkpoint_period=2", "--set", "log_peri
     (["--threads", "-1"], "threads", "must be ≥ 0, got -1"),
     (["--set", "threads=1.5"], "threads", "expected an integer, got 1.5"),
     (["--keep-last", "-1"], "keep_last", "must be ≥ 0, got -1"),
-    (["--preset", "tinyy"], "preset", "did you mean 'tiny'?"),
     (["--set", "device=gpu"], "device", "unknown device 'gpu'"),
     (["--set", "model.head_groups=0"], "model.head_groups", "must be ≥ 1"),
     (["--val", "missing_val.json"], "missing_val.json", "not found"),

@@ -4,23 +4,27 @@ where everything went."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, List, Literal, Optional
 
 import typer
 
 from ..runs import DEFAULT_OUTPUT  # torch-free: entitykit.train (torch) is imported when the command runs
-from ._app import app, console, user_errors
+from ._app import QUIET_HELP, app, console, user_errors
+
+# entitykit.model.config.PRESETS' names, written here so that `--help` does not import PyTorch
+# (tests/test_cli_conventions.py checks they are equal).
+Preset = Literal["tiny", "r50_1x", "r101_3x", "swin_t_1x", "r50_1x_baseline"]
 
 
 @app.command("train")
 @user_errors
 def train_cmd(
     config: Optional[Path] = typer.Argument(None, help="TOML (or YAML) run configuration; see examples/configs/."),
-    train_sets: List[Path] = typer.Option([], "--train", help="Training entity dataset (JSON or HDF5 pack); repeatable."),
+    train_sets: List[Path] = typer.Option([], "--train", help="Training entity dataset (JSON, HDF5 pack, sharded dataset folder, or a quoted glob of packs such as 'packs/*.h5', read as one dataset); repeatable."),
     weights: List[float] = typer.Option([], "--weight", help="Sampling weight per --train set, in order."),
     val: Optional[Path] = typer.Option(None, "--val", help="Entity dataset scored with APe during and after training."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help=f"Run folder [default: {DEFAULT_OUTPUT}]."),
-    preset: Optional[str] = typer.Option(None, help="Model preset: tiny, r50_1x, r101_3x, swin_t_1x, r50_1x_baseline."),
+    preset: Optional[Preset] = typer.Option(None, help="Model preset [default: the configuration file's, else tiny]."),
     max_iter: Optional[int] = typer.Option(None, help="Iterations [default: the preset's]."),
     batch_size: Optional[int] = typer.Option(None, help="Global batch size, split across processes."),
     lr: Optional[float] = typer.Option(None, help="Base learning rate [default: the preset's]."),
@@ -36,7 +40,7 @@ def train_cmd(
                                           "process, 1 on a 2-core machine [default: 0]."),
     ignore_exif: bool = typer.Option(False, "--ignore-exif", help="Read images' stored pixels, ignoring EXIF orientation "
                                      "(datasets annotated on the un-rotated bitmap); = --set exif=false."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
 ) -> None:
     """Train the entity model (one process, or under torchrun --nproc_per_node N for DDP)."""
     from ..train import TrainConfig, read_options, resume_config, train
@@ -61,6 +65,8 @@ def train_cmd(
     else:
         cfg = TrainConfig.from_dict(given)
     result = train(cfg, resume=resume, progress=not quiet, stop_after=stop_after)
+    if quiet:
+        return
     console.print(f"trained {result.iterations} iterations → {result.output}")
     if result.final_checkpoint:
         console.print(f"checkpoint: {result.final_checkpoint}")

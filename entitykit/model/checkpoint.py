@@ -13,6 +13,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from ..errors import EntityKitError
+from ..fileio import atomic_path
 from .config import ModelConfig
 from .entity_model import EntityModel
 
@@ -21,13 +22,19 @@ FORMAT_VERSION = "1"
 
 
 def save_checkpoint(model: EntityModel, path: str | Path, extra: dict[str, str] | None = None) -> Path:
-    """Write weights (buffers included) and config; `extra` adds string metadata (e.g. iteration)."""
+    """Write weights (buffers included) and config; `extra` adds string metadata (e.g. iteration).
+
+    Written through ``entitykit.fileio.atomic_path``, as every output: an interrupted save leaves no
+    partial file, and the file gets the mode the umask gives (0644 under umask 022), not the 0600
+    that safetensors' ``save_file`` creates. Errors: EntityKitError naming ``path`` when it cannot be
+    written (full disk, read-only folder, a folder in the way).
+    """
     path = Path(path)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": model.cfg.to_json()}
     meta.update({str(k): str(v) for k, v in (extra or {}).items()})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(state, str(path), metadata=meta)
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata=meta)
     return path
 
 
