@@ -9,6 +9,7 @@ HERE = Path(__file__).resolve().parent
 KERNELS = {
     "entitykit.evaluation._ckernel": "entitykit/evaluation/_ckernel.c",  # per-image IoU + matching
     "entitykit.evaluation._cscan": "entitykit/evaluation/_cscan.c",  # COCO JSON -> columns
+    "entitykit.evaluation._cband": "entitykit/evaluation/_cband.c",  # boundary bands (Boundary APe)
 }
 
 setup(

@@ -17,12 +17,15 @@ def _version() -> str:
         return "0+unknown"
 
 
-__version__ = _version()
-
 __all__ = ["EntityDataset", "EntityKitError", "DatasetError", "PredictionError", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
+    # __version__ is looked up on first use: importlib.metadata costs ~25 ms of every command's start-up.
+    if name == "__version__":
+        v = _version()
+        globals()["__version__"] = v
+        return v
     # EntityDataset is imported on first use: `import entitykit.cli` (every command's start-up)
     # need not pay for numpy, Pillow and pycocotools before it knows what it will do.
     if name == "EntityDataset":

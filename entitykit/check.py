@@ -297,6 +297,10 @@ def check_dataset(
     ``max_problems``) instead of stopping at the first. Raises only when the file cannot be read
     as JSON at all (or, for a sharded dataset, when its manifest is invalid).
 
+    A pack (``entitykit pack``: a folder with ``pack.json`` or one ``.h5`` shard) is checked for
+    integrity (:func:`entitykit.pack.pack_integrity`: shard sizes and SHA-256, structure, every
+    image and id map read).
+
     A sharded dataset (``entitykit.shards``) is checked shard by shard, one in memory at a time:
     each problem names its shard file; a shard that cannot be read (missing, changed since the
     manifest was written, not JSON) is one problem and the check goes on with the next; the
@@ -304,7 +308,24 @@ def check_dataset(
     shard's own images) use the global index of :class:`Rules`; each shard's counts must be its
     manifest entry's."""
     from .dataset import is_sharded, load_shard, part_annotation_ids, shard_count_problem  # noqa: PLC0415
+    from .pack import is_pack  # noqa: PLC0415
 
+    if not isinstance(dataset, EntityDataset) and is_pack(dataset):
+        from .pack import EntityPack, pack_integrity  # noqa: PLC0415
+
+        # a pack's masks are disjoint id maps and were checked by `pack` with these rules; what can
+        # go wrong since is the files: each shard's size and SHA-256, its structure, every image read
+        report = CheckReport(path=str(dataset), checked_image_files=True)
+        try:
+            pk = EntityPack(dataset)
+        except DatasetError as e:
+            report.problems.append(e)
+            return report
+        with pk:
+            report.images = len(pk)
+            report.annotations = sum(int(s.ent_off[-1]) for s in pk._shards if s.loaded)
+            report.problems = pack_integrity(pk, progress=progress)[:max_problems]
+        return report
     if isinstance(dataset, EntityDataset) or not is_sharded(dataset):
         ds = EntityDataset.open(dataset, image_root=image_root, validate=None)
         where = str(ds.path) if ds.path is not None else "<dataset>"

@@ -32,13 +32,18 @@ class SampleSource(Protocol):
 class JsonSource:
     """Images from disk, masks from the entity JSON's RLEs.
 
-    The dataset is opened by ``EntityDataset.open`` (schema rules, image folder override, the
-    caller's object never changed); images are read by ``entitykit.images.read_image`` with the
+    The dataset is opened by ``EntityDataset.open`` (image folder override, the caller's object never
+    changed) with ``validate="full"`` by default: every rule of ``entitykit check`` but the image
+    files, as ``merge`` applies them — RLE runs that cover height × width, area/bbox, disjoint masks —
+    so a dataset that check, merge, pack and idmaps refuse is refused before training starts. Cost:
+    one pass over the RLEs (pycocotools, no pixel decoding), measured 3.5 ms per image against 1.1 ms
+    for the schema alone (300 synthetic 480×640 images, 33 entities each, one CPU core), against some
+    200 ms per image for one training step of the tiny preset on CPU. Images are read by ``entitykit.images.read_image`` with the
     dataset's declared size, so a sample is refused exactly when ``entitykit check`` reports it.
     """
 
     def __init__(self, dataset: EntityDataset | str | Path, image_root: str | Path | None = None, *,
-                 exif: bool = True, validate: str | None = "schema"):
+                 exif: bool = True, validate: str | None = "full"):
         self.dataset = EntityDataset.open(dataset, image_root=image_root, need_image_root=True, validate=validate)
         self.exif = exif
         self.groups = self.dataset.annotations_by_image()
@@ -69,10 +74,11 @@ def open_source(path: str | Path, image_root: str | Path | None = None, *, exif:
     - a sharded dataset (a folder with ``manifest.json``, ``entitykit.shards``): its shards in
       manifest order, as one :class:`ConcatSource` — JSON shards read lazily, one in memory per
       process at a time (:class:`JsonShardSource`), pack shards as packs. Every shard is validated
-      now, one at a time, with the rules across shards (``EntityDataset.parts``);
+      now, one at a time, with every rule of ``entitykit check`` but the image files (masks
+      included) and the rules across shards (``EntityDataset.parts(validate="full")``);
     - a glob pattern (``packs/*.h5``) matching no path literally: the sorted matches, each opened
       as above, as one :class:`ConcatSource`;
-    - otherwise an entity JSON: :class:`JsonSource`.
+    - otherwise an entity JSON: :class:`JsonSource` (validated in full, masks included).
 
     A set of shards is ONE source whose index i is the i-th image of the concatenation: sample i,
     and so every batch (``batch_keys``), is the same as from the same images as one file or pack.
@@ -157,7 +163,7 @@ def _sharded_source(path: Path, image_root: str | Path | None, *, exif: bool) ->
 
     manifest = read_manifest(path)
     sizes = []
-    for entry, ds in zip(manifest.shards, EntityDataset.parts(path, image_root=image_root)):
+    for entry, ds in zip(manifest.shards, EntityDataset.parts(path, image_root=image_root, validate="full")):
         if entry.kind == "json" and ds.image_root is None:
             raise DatasetError("the shard records no image folder (info.image_root); give it (--images DIR)",
                                ds.path, "info.image_root")
@@ -228,6 +234,19 @@ class TrainingSet(torch.utils.data.Dataset):
         return int(self.offsets[-1])
 
     def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, dict[str, Any]]:
+        """One augmented sample. Raises :class:`EntityKitError` for bad input (a damaged pack shard, an
+        unreadable image); inside a ``DataLoader`` worker the error is returned as a
+        :class:`WorkerFailure` instead, which :func:`collate` passes on and :func:`raise_failure`
+        raises in the main process as the same one-line error (PyTorch would re-raise it as a new
+        exception built from the worker's traceback text)."""
+        try:
+            return self._sample(key)
+        except EntityKitError as e:
+            if torch.utils.data.get_worker_info() is None:
+                raise
+            return WorkerFailure(e)
+
+    def _sample(self, key: tuple[int, int]) -> tuple[torch.Tensor, dict[str, Any]]:
         index, epoch = key
         s = int(np.searchsorted(self.offsets, index, side="right") - 1)
         rgb, id_map, crowd = self.sources[s].load(index - int(self.offsets[s]))
@@ -273,6 +292,28 @@ def _epoch_order(seed: int, epoch: int, n: int, weights, sizes) -> np.ndarray:
     return order
 
 
+class WorkerFailure:
+    """An :class:`EntityKitError` met in a ``DataLoader`` worker, carried to the main process as data
+    (its class, problem, path and item; picklable)."""
+
+    def __init__(self, error: EntityKitError):
+        kind = type(error) if type(error) in (EntityKitError, DatasetError) else DatasetError
+        self.kind, self.problem, self.path, self.item = kind, error.problem, error.path, error.item
+
+    def error(self) -> EntityKitError:
+        return self.kind(self.problem, self.path, self.item)
+
+
+def raise_failure(batch: Any) -> None:
+    """Raise the error of a batch that :func:`collate` returned as a :class:`WorkerFailure`."""
+    if isinstance(batch, WorkerFailure):
+        raise batch.error()
+
+
 def collate(batch):
+    """A list of samples → (images, targets); the first :class:`WorkerFailure` instead, if any."""
+    for sample in batch:
+        if isinstance(sample, WorkerFailure):
+            return sample
     images, targets = zip(*batch)
     return list(images), list(targets)

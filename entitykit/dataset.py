@@ -112,6 +112,10 @@ class EntityDataset:
         if is_sharded(path):
             return cls.concat(load_parts(path, image_root), path=path)
         path = Path(path)
+        if path.is_dir():  # no manifest.json: say what the folder is (an unfinished or unmerged conversion?)
+            from .shards import folder_problem  # noqa: PLC0415  (shards imports this module)
+
+            raise DatasetError(folder_problem(path), path)
         data = read_json(path, "entity dataset")
         return cls.from_coco(data, path=path, image_root=image_root)
 

@@ -221,10 +221,15 @@ def check_output(
 
 
 def write_json(path: str | Path, obj: Any, *, indent: int | None = None) -> None:
-    """Write JSON atomically (compact by default: entity datasets are large)."""
+    """Write JSON atomically (compact by default: entity datasets are large).
+
+    Compact output is encoded in one piece by ``json.dumps``: only that one-shot form uses the
+    standard library's C encoder (``json.dump`` streams through the pure-Python one, ~10x slower);
+    the text costs memory about the size of the file, well under the objects it encodes."""
+    text = json.dumps(obj, indent=indent, separators=None if indent else (",", ":"))
     with atomic_path(path) as tmp:
         with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=indent, separators=None if indent else (",", ":"))
+            f.write(text)
 
 
 def read_json(path: str | Path, what: str = "JSON file") -> Any:

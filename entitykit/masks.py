@@ -7,17 +7,42 @@ splitting one id map into per-id run lists in a single pass — is written here 
 
 from __future__ import annotations
 
+import importlib
 import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from panopticapi.utils import id2rgb, rgb2id
-from PIL import Image
-from pycocotools import mask as mask_utils
 
 from .errors import EntityKitError
+
+
+class _OnFirstUse:
+    """A module imported on first attribute access: the scorer's start-up (``entitykit eval`` on a few
+    hundred images takes well under a second) does not pay for Pillow, pycocotools or panopticapi
+    unless a function here needs them."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        module = importlib.import_module(self._name)
+        setattr(self, attr, getattr(module, attr))
+        return getattr(module, attr)
+
+
+mask_utils = _OnFirstUse("pycocotools.mask")
+Image = _OnFirstUse("PIL.Image")
+_panoptic = _OnFirstUse("panopticapi.utils")
+
+
+def id2rgb(id_map: np.ndarray) -> np.ndarray:
+    return _panoptic.id2rgb(id_map)
+
+
+def rgb2id(rgb: np.ndarray) -> np.ndarray:
+    return _panoptic.rgb2id(rgb)
 
 RLE = dict  # {"size": [h, w], "counts": str}
 
@@ -45,29 +70,18 @@ def _as_c_rles(rles: Sequence[RLE]) -> list[dict]:
 
 
 def rle_counts(counts: str | bytes) -> np.ndarray:
-    """Uncompressed run lengths of a compressed COCO RLE string, vectorized.
+    """Uncompressed run lengths (int64, one per count) of a compressed COCO RLE string.
 
-    Written by hand because pycocotools exposes the runs only by decoding to pixels. The string
-    is pycocotools' LEB128-like code: 5 payload bits per char (offset 48), bit 0x20 = more chars
-    follow, bit 0x10 of the last char = sign; from the fourth run on, a value is a delta to the
-    run two places earlier.
+    Decoded by the package's one codec, the scorer's C kernel (``entitykit.evaluation._kernel.
+    decode_counts``: pycocotools' ``rleFrString`` — 5 payload bits per char (offset 48), bit 0x20 =
+    more chars follow, bit 0x10 of the last char = sign; from the fourth run on, a value is a delta
+    to the run two places earlier). Values come back as decoded (``runs_problem`` judges them).
+    Raises ValueError when the string is malformed (non-ASCII, a character outside '0'..'o', a
+    number cut off at the end or longer than 13 characters).
     """
-    b = np.frombuffer(counts.encode("ascii") if isinstance(counts, str) else counts, np.uint8)
-    if b.size == 0:
-        return np.zeros(0, np.int64)
-    c = b.astype(np.int64) - 48
-    last = (c & 0x20) == 0
-    token = np.concatenate(([0], np.cumsum(last)[:-1]))
-    starts = np.flatnonzero(np.concatenate(([True], last[:-1])))
-    k = np.arange(c.size) - starts[token]
-    x = np.add.reduceat((c & 0x1F) << (5 * k), starts)
-    ends = np.flatnonzero(last)
-    neg = (c[ends] & 0x10) != 0
-    x[neg] -= np.left_shift(1, 5 * (k[ends[neg]] + 1))
-    out = x.copy()
-    out[3::2] = np.cumsum(x[1::2])[1:] if x.size > 3 else out[3::2]
-    out[4::2] = x[2] + np.cumsum(x[4::2]) if x.size > 4 else out[4::2]
-    return out
+    from .evaluation._kernel import decode_counts  # noqa: PLC0415
+
+    return decode_counts(counts.encode("ascii") if isinstance(counts, str) else counts)
 
 
 _MAX_TOKEN_CHARS = 7  # 35 bits: any run of an image under the pixel limit fits; more chars = corrupt

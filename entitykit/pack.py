@@ -7,6 +7,9 @@ A pack is a folder::
     ...
 
 or a single ``.h5`` file (one shard holding every image; its ``pack_json`` is the manifest).
+``pack.json`` records each shard's size (``bytes``, checked whenever the pack is opened: a stat)
+and SHA-256 (``sha256``, checked on demand by :func:`pack_integrity`, ``entitykit check PACK``: a
+full read, ~350 MB/s here, too slow to pay at every training start on a large pack).
 
 Each shard is self-describing (its ``pack_json`` dataset repeats the manifest plus the shard's
 place) and holds, per image, in file order of the entity JSON:
@@ -50,6 +53,7 @@ from .dataset import ENTITY_CATEGORY, EntityDataset
 from .errors import DatasetError, EntityKitError, raise_problems
 from .fileio import atomic_path, check_output, write_json
 from .images import read_image
+from .merge import file_digest
 from .masks import decode_to_id_map, encode_id_map, encode_mask, runs_problem
 
 PACK_FORMAT = "entitykit-pack"
@@ -256,11 +260,32 @@ def pack_dataset(
                 offset += len(items)
                 del ds, items
             if not single:
+                for entry in base["shards"]:  # after the shard is written: its own pack_json cannot hold them
+                    entry["bytes"] = (tmp / entry["file"]).stat().st_size
+                    entry["sha256"] = file_digest(tmp / entry["file"])
                 write_json(tmp / MANIFEST, base, indent=1)
     finally:
         if pool is not None:
             pool.terminate()
     return base
+
+
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def is_pack(path: Any) -> bool:
+    """Whether ``path`` is a pack: a folder holding ``pack.json``, or a file that starts with the HDF5
+    signature (a pack shard; only its first 8 bytes are read)."""
+    if not isinstance(path, (str, os.PathLike)):
+        return False
+    path = Path(path)
+    if path.is_dir():
+        return (path / MANIFEST).is_file()
+    try:
+        with open(path, "rb") as f:
+            return f.read(8) == HDF5_SIGNATURE
+    except OSError:
+        return False
 
 
 def _plan_shards(files: list[tuple[str, int]], max_images: int, max_bytes: int) -> list[tuple[int, int, int, int]]:
@@ -458,10 +483,41 @@ class _Shard:
         self.pid: int | None = None
         self.loaded = False
 
-    def open(self) -> h5py.File:
+    def item(self, j: int | None, index: int | None = None) -> str | None:
+        """How a problem names an image of this shard: its id (once the shard is read) and pack index."""
+        image_id = int(self.ids[j]) if j is not None and self.loaded and 0 <= j < len(self.ids) else None
+        if image_id is None:
+            return f"index {index}" if index is not None else None
+        return f"image {image_id!r}" + (f" (index {index})" if index is not None else "")
+
+    @contextlib.contextmanager
+    def reading(self, item: str | None = None):
+        """The one place where a failure to read this shard becomes a :class:`DatasetError` naming
+        the shard file and ``item``: h5py reports a damaged file as OSError, KeyError, ValueError or
+        RuntimeError (``bad local heap signature``, ``wrong B-tree signature``, …), zlib a damaged
+        id map as ``zlib.error``, numpy a wrong-sized one as ValueError."""
+        try:
+            yield
+        except EntityKitError:
+            raise
+        except (OSError, KeyError, ValueError, TypeError, RuntimeError, zlib.error) as e:
+            words = " ".join(str(e).split())[:200] or type(e).__name__
+            raise DatasetError(f"cannot read this pack shard, damaged or not written by entitykit pack ({words}); "
+                               "make the pack again (entitykit pack)", self.path, item) from None
+
+    def open(self, item: str | None = None) -> h5py.File:
+        with self.reading(item):
+            return self._open()
+
+    def _open(self) -> h5py.File:
         if self.file is None or self.pid != os.getpid():
             # after a fork the parent's handles must not be used: open our own
-            f = h5py.File(self.path, "r", locking=False)  # read-only: no lock (NFS, read-only mounts)
+            try:
+                f = h5py.File(self.path, "r", locking=False)  # read-only: no lock (NFS, read-only mounts)
+            except OSError as e:
+                words = " ".join(str(e).split())[:200]
+                raise DatasetError(f"cannot open as HDF5 ({words}): damaged, or not a pack shard; "
+                                   "make the pack again (entitykit pack)", self.path) from None
             try:
                 if not self.loaded:
                     self._load(f)
@@ -548,15 +604,22 @@ class EntityPack:
             self._shards = [_Shard(self.path / s["file"]) for s in self.manifest["shards"]]
             self._first = [s["first_index"] for s in self.manifest["shards"]]
             self._len = self.manifest["images"]
-            for s in self._shards:
+            for s, entry in zip(self._shards, self.manifest["shards"]):
                 if not s.path.is_file():
                     raise DatasetError("shard file missing", s.path)
+                size = s.path.stat().st_size
+                if isinstance(entry.get("bytes"), int) and size != entry["bytes"]:  # cheap: a truncated copy
+                    raise DatasetError(f"shard is {size:,} bytes, pack.json records {entry['bytes']:,}: truncated or "
+                                       "changed since packing; copy it again or make the pack again", s.path)
+            # every shard's HDF5 structure and per-image tables are read now (a few small reads per
+            # shard, kept for the run): a damaged shard stops the run before training starts, not
+            # when the sampler first reaches it. Image bytes and id maps are read (and checked) per sample.
+            for s in self._shards:
+                s.open()
+                s.close()
         elif self.path.is_file():
             shard = _Shard(self.path)
-            try:
-                shard.open()
-            except OSError as e:
-                raise DatasetError(f"cannot open as HDF5: {e}", self.path) from None
+            shard.open()
             m = shard.manifest
             self.manifest = dict(m, shards=[m["shards"][m["shard"]]])
             self._shards, self._first, self._len = [shard], [m["first_index"]], m["shard_images"]
@@ -579,9 +642,19 @@ class EntityPack:
         index = index % self._len + self._offset0
         k = bisect.bisect_right(self._first, index) - 1
         s = self._shards[k]
-        s.open()
+        s.open(f"index {index}")
         self._touch(k)
         return s, index - self._first[k]
+
+    def _read(self, index: int, fn):
+        """``fn(shard, j)`` for the image at ``index``, failures named by :meth:`_Shard.reading`."""
+        s, j = self._locate(index)
+        with s.reading(s.item(j, index)):
+            return fn(s, j)
+
+    def shard_path(self, index: int) -> Path:
+        """The shard file that holds the image at ``index``."""
+        return self._locate(index)[0].path
 
     def _touch(self, k: int) -> None:
         """Keep at most MAX_OPEN_SHARDS files open in this process (a pack of thousands of shards
@@ -596,13 +669,11 @@ class EntityPack:
 
     # ---- per image
     def image_bytes(self, index: int) -> bytes:
-        s, j = self._locate(index)
-        return s.read(s.img_base, "images/bytes", *s.img_span[j].tolist())
+        return self._read(index, lambda s, j: s.read(s.img_base, "images/bytes", *s.img_span[j].tolist()))
 
     def id_map(self, index: int) -> np.ndarray:
         """int32 (H, W), value k = k-th annotation of the image (crowd included)."""
-        s, j = self._locate(index)
-        return self._id_map(s, j)
+        return self._read(index, self._id_map)
 
     def _id_map(self, s: _Shard, j: int) -> np.ndarray:
         blob = s.read(s.map_base, "idmaps/bytes", *s.map_span[j].tolist())
@@ -610,7 +681,11 @@ class EntityPack:
         return m.astype(np.int32)
 
     def __getitem__(self, index: int) -> PackSample:
-        s, j = self._locate(index)
+        """The image at ``index``; raises :class:`DatasetError` naming the shard file and the image
+        when the shard cannot be read (damaged), IndexError out of range."""
+        return self._read(index, lambda s, j: self._sample(s, j, index))
+
+    def _sample(self, s: _Shard, j: int, index: int) -> PackSample:
         ent = s.entities(int(s.ent_off[j]), int(s.ent_off[j + 1]))
         return PackSample(
             index=index,
@@ -625,12 +700,13 @@ class EntityPack:
 
     def image_info(self, index: int) -> dict[str, Any]:
         """The image's dict as in the entity JSON."""
-        s, j = self._locate(index)
-        return json.loads(s.file["images/meta"][j])
+        return self._read(index, lambda s, j: json.loads(s.file["images/meta"][j]))
 
     def annotations(self, index: int) -> list[dict[str, Any]]:
         """The image's annotation dicts as in the entity JSON, masks re-encoded from the id map."""
-        s, j = self._locate(index)
+        return self._read(index, self._annotations)
+
+    def _annotations(self, s: _Shard, j: int) -> list[dict[str, Any]]:
         anns = json.loads(s.file["entities/meta"][j])
         ids, rles, _ = encode_id_map(self._id_map(s, j))
         by_value = dict(zip(ids.tolist(), rles))
@@ -669,6 +745,48 @@ class EntityPack:
             self.close()
         except Exception:
             pass
+
+
+def pack_integrity(pack: str | Path | EntityPack, *, progress: bool = False) -> list[DatasetError]:
+    """Each shard of a pack folder against ``pack.json``: size and SHA-256 (recorded by :func:`pack_dataset`;
+    a pack made before they were recorded is read in full instead, so its damage shows as a read
+    error). Then every image of the pack is read (its HDF5 structure, id map and image header). Returns
+    the problems found, each naming the shard file (empty = intact). Cost: one full read of the pack."""
+    from .images import read_header, size_problem  # noqa: PLC0415
+    from .progress import progress_bar  # noqa: PLC0415
+
+    try:
+        pk = pack if isinstance(pack, EntityPack) else EntityPack(pack)
+    except DatasetError as e:
+        return [e]
+    problems: list[DatasetError] = []
+    damaged: set[Path] = set()
+    for s, entry in zip(pk._shards, pk.manifest["shards"]):
+        digest = entry.get("sha256") if pk.path.is_dir() else None
+        if isinstance(digest, str) and file_digest(s.path) != digest:
+            problems.append(DatasetError(f"SHA-256 differs from pack.json's {digest[:12]}…: damaged or changed "
+                                         "since packing; make the pack again", s.path))
+            damaged.add(s.path)
+    with progress_bar(len(pk), "check pack", enabled=progress) as advance:
+        for i in range(len(pk)):
+            path = pk.shard_path(i)
+            if path in damaged:
+                advance()
+                continue
+            try:
+                smp = pk[i]
+                header = read_header(smp.image_bytes, exif=pk.manifest.get("exif", "applied") != "ignored",
+                                     item=f"image {smp.image_id!r}")
+                why = size_problem(header, *smp.id_map.shape, exif=pk.manifest.get("exif", "applied") != "ignored")
+                if why:
+                    problems.append(DatasetError(why, path, f"image {smp.image_id!r} (index {i})"))
+            except EntityKitError as e:
+                problems.append(DatasetError(e.problem, path, e.item))
+                damaged.add(path)  # one problem per damaged shard
+            advance()
+            if len(problems) >= 50:
+                break
+    return problems
 
 
 def verify_pack(pack: str | Path | EntityPack, dataset: EntityDataset | str | Path, *,
@@ -727,7 +845,7 @@ class PackSource:
 
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         s = self.pack[index]
-        item = f"image {s.image_id!r}"
+        item = f"image {s.image_id!r} (index {index})"
         h, w = s.id_map.shape
-        rgb = read_image(s.image_bytes, exif=self.exif, name=self.name, item=item, expect=(h, w))
+        rgb = read_image(s.image_bytes, exif=self.exif, name=str(self.pack.shard_path(index)), item=item, expect=(h, w))
         return rgb, s.id_map, s.iscrowd.astype(bool)

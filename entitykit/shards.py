@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -38,6 +39,8 @@ FORMAT_NAME = "entitykit-shards"
 FORMAT_VERSION = 1
 KINDS = ("json", "pack")
 SHARD_KEYS = ("file", "kind", "images", "entities", "bytes", "sha256")
+PROGRESS_DIR = ".progress"  # a sharded conversion's completion records and settings
+PART_RE = re.compile(r"^part-(\d+)-of-(\d+)\.json$")  # one machine's part manifest (convert … --shard K/N)
 
 
 @dataclass
@@ -115,6 +118,52 @@ def is_sharded(path: str | Path) -> bool:
     if path.is_dir():
         return (path / MANIFEST).is_file()
     return path.name == MANIFEST and path.is_file()
+
+
+def folder_problem(path: str | Path) -> str:
+    """Why the folder ``path`` (without ``manifest.json``) is not a dataset yet, and what to run:
+    the one-line text of the error every reader raises for it.
+
+    Part manifests (``part-K-of-N.json``) present → which parts, and ``entitykit shards merge``;
+    a conversion's records (``.progress/``) → how many shards are finished of how many, and
+    ``--resume``; anything else → that it holds no ``manifest.json``. Reads only file names and
+    the small settings file."""
+    folder = Path(path)
+    try:
+        names = [p.name for p in folder.iterdir()]
+    except OSError as e:
+        return f"cannot list the folder: {e.strerror or e}"
+    parts: dict[int, set[int]] = {}
+    for name in names:
+        if m := PART_RE.match(name):
+            parts.setdefault(int(m.group(2)), set()).add(int(m.group(1)))
+    if parts:
+        n = max(parts, key=lambda k: len(parts[k]))
+        have = sorted(parts[n])
+        if len(have) == n:
+            return (f"all {n} parts of a sharded conversion here, not merged (no {MANIFEST}): run "
+                    f"entitykit shards merge {folder} -o {folder}")
+        return (f"part{'s' if len(have) > 1 else ''} {', '.join(map(str, have))} of {n} here, not merged (no "
+                f"{MANIFEST}): once all {n} are finished (convert … --shard K/{n} --resume), run entitykit shards "
+                f"merge FOLDERS-OF-THE-{n}-PARTS -o {folder}")
+    progress = folder / PROGRESS_DIR
+    if progress.is_dir():
+        done = len(list(progress.glob("shard-*.json")))
+        total = None
+        command = "the same convert command"
+        settings = sorted(progress.glob("settings*.json"))
+        try:
+            data = json.loads(settings[0].read_text("utf-8")) if settings else {}
+        except (OSError, ValueError):
+            data = {}
+        if isinstance(data, dict):
+            if _whole(data.get("input_files")) and _whole(data.get("shard_images"), 1):
+                total = -(-data["input_files"] // data["shard_images"])
+            if isinstance(data.get("converter"), str) and isinstance(data.get("inputs"), str):
+                command = f"entitykit convert {data['converter']} {data['inputs']} … -o {folder}"
+        count = f"{done} of {total} shards" if total is not None else f"{done} shards finished"
+        return f"unfinished conversion ({count}; no {MANIFEST}): run {command} --resume (with its first options)"
+    return f"a folder without {MANIFEST}: not an entity dataset (give an entity JSON file or a sharded dataset's folder)"
 
 
 def _whole(v: Any, minimum: int = 0) -> bool:

@@ -46,7 +46,17 @@ def dataset_stats(dataset: EntityDataset | str | Path) -> DatasetStats:
     image, for the percentiles), never with masks; bucket counts and the covered area are summed
     per shard (areas are pixel counts, whole numbers: the sum is exact in any order).
     Percentiles: ``numpy.percentile``'s default (linear) method over the images.
+    A pack (``entitykit pack``) is read whole: its dataset rebuilt by ``EntityPack.to_dataset``.
     """
+    from .pack import is_pack  # noqa: PLC0415
+
+    if not isinstance(dataset, EntityDataset) and is_pack(dataset):
+        from .pack import EntityPack  # noqa: PLC0415
+
+        with EntityPack(dataset) as pk:  # the packed dataset, rebuilt (masks re-encoded from the id maps)
+            ds = pk.to_dataset()
+        ds.path = Path(dataset)
+        dataset = ds
     ds_path = None
     per_image_parts: list[np.ndarray] = []
     n_images = n_annotations = n_entities = 0

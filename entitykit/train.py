@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .data import Augment, TrainingSet, batch_keys, collate, open_source
+from .data import Augment, TrainingSet, batch_keys, collate, open_source, raise_failure
 from .errors import EntityKitError
 from .fileio import atomic_path
 from .model.config import PRESETS, ModelConfig
@@ -583,7 +583,9 @@ def _loop(loader, model, ddp_model, opt, sched, scaler, run: RunFolder, cfg: Tra
     it = start
     last_ckpt = None
     ape = None
-    for images, targets in loader:
+    for batch in loader:
+        raise_failure(batch)  # a worker's EntityKitError, raised here as the same one line
+        images, targets = batch
         model.train()
         batch, image_sizes = prepare_images([im.to(device) for im in images], model.cfg)
         targets = [{k: v.to(device) for k, v in t.items()} for t in targets]

@@ -38,7 +38,9 @@ def build(gt_masks, preds, *, crowd=None, areas=None, sizes=None):
     return gt, results
 
 
-def pycoco(gt: dict, results: list, max_dets=(1, 10, 100)):
+def pycoco(gt: dict, results: list, max_dets=(1, 10, 100), *, agnostic: bool = False, cls=COCOeval):
+    """pycocotools' COCOeval (``cls``: a subclass, e.g. a boundary reference) run to summarize on
+    copies of ``gt`` / ``results``; ``agnostic``: useCats = 0 (class-agnostic, as APe)."""
     with contextlib.redirect_stdout(io.StringIO()):
         c = COCO()
         c.dataset = copy.deepcopy(gt)
@@ -47,8 +49,10 @@ def pycoco(gt: dict, results: list, max_dets=(1, 10, 100)):
         if not results:
             d.dataset = {"images": copy.deepcopy(gt["images"]), "annotations": [], "categories": gt["categories"]}
             d.createIndex()
-        e = COCOeval(c, d, "segm")
+        e = cls(c, d, "segm")
         e.params.maxDets = list(max_dets)
+        if agnostic:
+            e.params.useCats = 0
         e.evaluate()
         e.accumulate()
         e.summarize()

@@ -144,12 +144,21 @@ def test_shell_completion_is_offered():
 # fixed choices
 
 
+def _choices_of(p) -> list | None:
+    """The fixed values of a parameter: typer >= 0.28 keeps them on ``type_descriptor``, typer 0.27
+    (its vendored click) on the parameter's type."""
+    desc = getattr(p, "type_descriptor", None)
+    if desc is not None:
+        return list(desc.choices) if desc.is_choice else None
+    choices = getattr(getattr(p, "type", None), "choices", None)
+    return None if choices is None else list(choices)
+
+
 def _choice_params() -> list[tuple[tuple[str, ...], object, object]]:
     out = []
     for path, cmd in _tree().items():
         for p in getattr(cmd, "params", ()):
-            desc = getattr(p, "type_descriptor", None)
-            if desc is not None and desc.is_choice and p.param_type_name == "option":
+            if _choices_of(p) is not None and p.param_type_name == "option":
                 out.append((path, cmd, p))
     return out
 
@@ -161,7 +170,7 @@ EXPECTED_CHOICES = {
     (("convert", "sam"), "--rule"), (("convert", "ade20k"), "--form"), (("convert", "ade20k"), "--split"),
     (("convert", "cityscapes"), "--split"), (("convert", "coco-panoptic"), "--id-map-format"),
     (("convert", "sam"), "--id-map-format"), (("idmaps",), "--format"), (("edit",), "--op"), (("merge",), "--split"),
-    (("eval",), "--format"), (("eval",), "--overlap"), (("eval",), "--crowd"),
+    (("eval",), "--format"), (("eval",), "--overlap"), (("eval",), "--crowd"), (("train",), "--preset"),
 }
 
 
@@ -171,12 +180,12 @@ def test_every_fixed_set_option_is_a_choice():
 
 
 def _placeholder(p) -> list[str]:
-    desc = p.type_descriptor
-    if desc.is_choice:
-        return [str(getattr(desc.choices[0], "value", desc.choices[0]))]
-    if desc.is_tuple:
+    choices = _choices_of(p)
+    if choices:
+        return [str(getattr(choices[0], "value", choices[0]))]
+    if p.nargs > 1:
         return ["1"] * p.nargs
-    if desc.annotation in (int, float):
+    if (getattr(p.type, "name", "") or "").split(" ")[0] in ("int", "integer", "float"):
         return ["1"]
     return ["x"]
 
@@ -191,7 +200,7 @@ def test_a_wrong_choice_is_refused_with_the_list(path, cmd, param):
         argv += ([p.opts[0]] if p.param_type_name == "option" else []) + _placeholder(p)
     argv += [param.opts[0], "bogus"]
     r = runner.invoke(app, argv)
-    choices = [str(getattr(c, "value", c)) for c in param.type_descriptor.choices]
+    choices = [str(getattr(c, "value", c)) for c in _choices_of(param)]
     assert r.exit_code == 2, r.output
     assert "bogus" in r.output and all(f"'{c}'" in r.output for c in choices), r.output
     help_text = runner.invoke(app, [*path, "--help"]).stdout
@@ -218,6 +227,10 @@ def test_cli_choices_equal_the_librarys():
     from entitykit import visualize
 
     assert predict_edit.OVERLAY_ALPHA == visualize.DEFAULT_ALPHA
+    from entitykit.cli import train
+    from entitykit.model.config import PRESETS
+
+    assert set(get_args(train.Preset)) == set(PRESETS)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -301,7 +314,7 @@ def test_line_progress_every_step_or_interval():
 # -q
 
 
-QUIET_RUNS = ("synth", "convert", "check", "info", "idmaps", "merge", "pack", "eval", "edit", "demo")
+QUIET_RUNS = ("synth", "convert", "check", "info", "idmaps", "merge", "pack", "eval", "edit", "demo", "train")
 
 
 def _quiet_runs(tiny, out: Path) -> dict[str, list]:
@@ -317,6 +330,8 @@ def _quiet_runs(tiny, out: Path) -> dict[str, list]:
         "edit": ["edit", tiny["photo"], "--id-map", tiny["photo_ids"], "--point", "10", "10", "--op", "cutout",
                  "-o", out / "e.png"],
         "demo": ["demo", "-o", out / "demo", "--iterations", "0", "--train-images", "2", "--val-images", "1"],
+        "train": ["train", "--train", tiny["ents"], "-o", out / "run", "--preset", "tiny", "--max-iter", "1",
+                  "--batch-size", "2", "--threads", "1", "--set", "min_sizes=[48]", "--set", "max_size=64"],
     }
 
 

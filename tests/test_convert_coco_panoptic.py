@@ -255,7 +255,27 @@ def test_interrupted_write_leaves_nothing(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(fileio.json, "dump", boom)
+    class _Interrupted:  # the temporary file is open and half written when the interrupt comes
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            self.f.__enter__()
+            return self
+
+        def __exit__(self, *exc):
+            return self.f.__exit__(*exc)
+
+        def write(self, text):
+            self.f.write(text[: len(text) // 2])
+            boom()
+
+    real_open = open
+    def interrupted_open(file, mode="r", *a, **k):
+        f = real_open(file, mode, *a, **k)
+        return _Interrupted(f) if "w" in mode else f
+
+    monkeypatch.setattr(fileio, "open", interrupted_open, raising=False)
     with pytest.raises(KeyboardInterrupt):
         convert_coco_panoptic(j).save(out)
     assert list((tmp_path / "out").iterdir()) == []

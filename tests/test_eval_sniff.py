@@ -6,9 +6,6 @@ what it looks like and, where one exists, the command that makes it usable.
 
 from __future__ import annotations
 
-import contextlib
-import copy
-import io
 import json
 from pathlib import Path
 
@@ -25,7 +22,7 @@ from entitykit.evaluation.predictions import ENTITYKIT_FORMAT, detect_format
 from entitykit.masks import write_id_map_png
 from entitykit.prediction_format import PREDICTIONS_FORMAT
 
-from _eval_helpers import rle
+from _eval_helpers import pycoco, rle
 
 CASES = Path(__file__).resolve().parents[2] / "shared" / "cases"
 
@@ -71,20 +68,7 @@ def _write(path: Path, obj) -> Path:
 
 
 def _pycoco_agnostic(gt: dict, results: list) -> np.ndarray:
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        c = COCO()
-        c.dataset = copy.deepcopy(gt)
-        c.createIndex()
-        d = c.loadRes(copy.deepcopy(results))
-        e = COCOeval(c, d, "segm")
-        e.params.useCats = 0
-        e.evaluate()
-        e.accumulate()
-        e.summarize()
-    return e.stats
+    return pycoco(gt, results, agnostic=True).stats
 
 
 def _cli(*args):
@@ -159,7 +143,7 @@ def test_fast_readers_are_used_for_the_common_files(tmp_path):
     assert k.kind == formats.COCO_RESULTS and hasattr(k.data, "buf")  # _scan's columns, no dict per item
     gt = _write(tmp_path / "gt.json", _gt())
     k = formats.sniff(gt, role="gt")
-    assert k.kind == formats.ENTITY and not isinstance(k.data, dict)  # fastjson's records
+    assert k.kind == formats.ENTITY and not isinstance(k.data, dict)  # the compiled reader's columns
     assert detect_format(res)[0] == "coco"
 
 
@@ -513,7 +497,7 @@ def test_classify(obj, kind):
 def test_gt_entity_file_with_other_categories_is_recognised_on_the_fast_path(tmp_path):
     p = _write(tmp_path / "inst.json", _coco_instances())
     k = formats.sniff(p, role="gt")
-    assert k.kind == formats.COCO_INSTANCES and not isinstance(k.data, dict)  # read by fastjson, once
+    assert k.kind == formats.COCO_INSTANCES and not isinstance(k.data, dict)  # read by the compiled reader, once
 
 
 # ---------------------------------------------------------------------------------------------

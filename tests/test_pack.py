@@ -277,3 +277,73 @@ def test_single_h5_file_form_and_training_source(src, tmp_path):
         for x, y in zip((rgb, id_map, crowd), JsonSource(ds).load(i)):
             np.testing.assert_array_equal(x, y)
             assert x.dtype == y.dtype
+
+
+# ------------------------------------------------------------------ damaged packs: one line naming the shard
+def _damage_idmap(shard: Path, j: int) -> None:
+    """Overwrite image j's deflated id map in place (the HDF5 structure stays intact)."""
+    with h5py.File(shard, "r") as f:
+        base = f["idmaps/bytes"].id.get_offset()
+        a, b = f["idmaps/span"][j].tolist()
+    with open(shard, "r+b") as fh:
+        fh.seek(base + a)
+        fh.write(bytes(255 - x for x in range(b - a)))
+
+
+def test_damaged_shard_is_a_dataset_error_naming_shard_and_image(src, tmp_path):
+    from entitykit.errors import DatasetError
+
+    pack_dataset(src, tmp_path / "p", shard_images=4)
+    shard = tmp_path / "p" / "shard-00001-of-00003.h5"
+    with h5py.File(shard, "r") as f:
+        image_id = int(f["images/id"][1])
+    _damage_idmap(shard, 1)
+    pk = EntityPack(tmp_path / "p")  # the structure is intact: opens
+    for read in (lambda: pk[5], lambda: pk.id_map(5), lambda: pk.annotations(5)):
+        with pytest.raises(DatasetError) as e:
+            read()
+        assert e.value.path == str(shard) and e.value.item == f"image {image_id} (index 5)"
+        assert "cannot read this pack shard" in e.value.problem
+    pk[4], pk[6]  # the other images of the shard still read
+    # damaged HDF5 structure (2 kB flipped at the start, as a bad disk would): refused when the pack is opened
+    data = bytearray(shard.read_bytes())
+    data[:2048] = bytes(255 - x for x in data[:2048])
+    shard.write_bytes(bytes(data))
+    with pytest.raises(DatasetError) as e:
+        EntityPack(tmp_path / "p")
+    assert e.value.path == str(shard) and e.value.problem.startswith(("cannot open as HDF5", "cannot read this pack shard"))
+
+
+def test_pack_json_records_shard_sizes_and_digests(src, tmp_path):
+    from entitykit.errors import DatasetError
+    from entitykit.pack import pack_integrity
+
+    man = pack_dataset(src, tmp_path / "p", shard_images=4)
+    assert json.loads((tmp_path / "p" / "pack.json").read_text())["shards"] == man["shards"]
+    for entry in man["shards"]:
+        data = (tmp_path / "p" / entry["file"]).read_bytes()
+        assert entry["bytes"] == len(data) and entry["sha256"] == hashlib.sha256(data).hexdigest()
+    assert pack_integrity(tmp_path / "p") == []
+    shard = tmp_path / "p" / "shard-00002-of-00003.h5"
+    _damage_idmap(shard, 0)  # same size: only the digest (or reading the image) finds it
+    problems = pack_integrity(tmp_path / "p")
+    assert [(p.path, "SHA-256 differs" in p.problem) for p in problems] == [(str(shard), True)]
+    shutil.copyfile(shard, tmp_path / "keep.h5")
+    shard.write_bytes(shard.read_bytes()[:-100])  # truncated: the size check, at open
+    with pytest.raises(DatasetError, match="truncated or changed since packing"):
+        EntityPack(tmp_path / "p")
+
+
+def test_check_and_info_read_packs(src, tmp_path):
+    pack_dataset(src, tmp_path / "p", shard_images=4)
+    r = runner.invoke(app, ["check", str(tmp_path / "p"), "-q"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["info", str(tmp_path / "p"), "--json"])
+    assert r.exit_code == 0, r.output
+    r2 = runner.invoke(app, ["info", str(src), "--json"])
+    got, want = json.loads(r.output), json.loads(r2.output)
+    got.pop("path", None), want.pop("path", None)
+    assert got == want  # the same statistics as the dataset it was made from
+    _damage_idmap(tmp_path / "p" / "shard-00001-of-00003.h5", 2)
+    r = runner.invoke(app, ["check", str(tmp_path / "p"), "-q"])
+    assert r.exit_code == 1 and "shard-00001-of-00003.h5" in r.output and "SHA-256 differs" in r.output

@@ -377,3 +377,24 @@ def test_memory_is_bounded_by_one_shard(stripes, command):
     print(f"{command}: peak RSS above base, 2 shards {two} KiB, 8 shards {eight} KiB; all 8 loaded: {whole} KiB")
     assert whole > 3 * two  # the measure sees the data: holding everything grows with it
     assert eight <= 1.3 * two + 1024, (two, eight)
+
+
+# ----------------------------------------------------------------------------- eval: sharded ground truth
+
+
+def test_eval_scores_a_sharded_ground_truth_as_the_one_file(whole, sharded, tmp_path):
+    from entitykit.evaluation import evaluate
+
+    ds = EntityDataset.load(whole)
+    rng = np.random.default_rng(0)
+    res = [{"image_id": a["image_id"], "segmentation": a["segmentation"], "score": float(rng.random())}
+           for a in ds.annotations if not a.get("iscrowd") and rng.random() < 0.7]  # some missed: APe < 1
+    (tmp_path / "res.json").write_text(json.dumps(res))
+    one = evaluate(whole, tmp_path / "res.json")
+    assert 0 < one.stats[0] < 1
+    for gt in (sharded, sharded / "manifest.json"):
+        r = evaluate(gt, tmp_path / "res.json")
+        assert np.array_equal(r.stats, one.stats) and np.array_equal(r.precision, one.precision)
+    cli = runner.invoke(app, ["eval", str(sharded), str(tmp_path / "res.json"), "--json", "-", "-q"])
+    assert cli.exit_code == 0, cli.output
+    assert json.loads(cli.stdout)["stats"] == [float(x) for x in one.stats]

@@ -389,3 +389,82 @@ def test_resume_state_round_trip_is_exact(tmp_path):
         for name, t in a["state"][k].items():
             assert torch.equal(t, b["state"][k][name]), (k, name)
     assert sched.state_dict() == sched2.state_dict()
+
+
+# ------------------------------------------------------------------ bad training data: one line, before or during the run
+@pytest.mark.parametrize("workers", [0, 1])
+def test_damaged_pack_shard_stops_training_with_one_line(tiny_data, tmp_path, workers, one_torch_thread):
+    import h5py
+
+    from entitykit.pack import pack_dataset
+
+    pack_dataset(tiny_data, tmp_path / "p", shard_images=2)
+    shard = tmp_path / "p" / "shard-00001-of-00002.h5"
+    with h5py.File(shard, "r") as f:  # image 0 of shard 1: its deflated id map overwritten in place
+        base, (a, b), image_id = f["idmaps/bytes"].id.get_offset(), f["idmaps/span"][0].tolist(), int(f["images/id"][0])
+    with open(shard, "r+b") as fh:
+        fh.seek(base + a)
+        fh.write(bytes(255 - x for x in range(b - a)))
+    code, lines = _cli("train", "--train", tmp_path / "p", "-o", tmp_path / "run", "--max-iter", "4",
+                       "--set", f"workers={workers}", *_TINY)
+    assert code == 1 and len(lines) == 1, lines
+    assert lines[0].startswith(f"error: {shard}: image {image_id} (index 2): cannot read this pack shard"), lines
+    assert not (tmp_path / "run").exists()
+
+
+def _bad_masks(src, out, kind):
+    data = json.loads(src.read_text())
+    anns = [a for a in data["annotations"] if a["image_id"] == data["images"][0]["id"]]
+    if kind == "short-runs":
+        from pycocotools import mask as mask_utils
+
+        rle = {"size": anns[0]["segmentation"]["size"], "counts": anns[0]["segmentation"]["counts"].encode()}
+        counts = anns[0]["segmentation"]["counts"]
+        anns[0]["segmentation"]["counts"] = counts[: len(counts) // 2]  # runs no longer cover height × width
+        assert mask_utils.area(rle) > 0
+    else:  # the second entity's mask := the first's: two entities claim the same pixels
+        anns[1]["segmentation"] = dict(anns[0]["segmentation"])
+        anns[1]["area"], anns[1]["bbox"] = anns[0]["area"], anns[0]["bbox"]
+    data["info"]["image_root"] = str(src.parent / "data" / "images")
+    out.write_text(json.dumps(data))
+    return out
+
+
+def _as_shards(path, folder):
+    """The dataset at ``path`` as a sharded folder of 2-image JSON shards, recorded (sizes, SHA-256)
+    by entitykit.shards' own builders: only the dataset rules can find what is wrong."""
+    from entitykit.dataset import EntityDataset
+    from entitykit.shards import entry_for_file, manifest_for, shard_counts, write_manifest
+
+    ds = EntityDataset.load(path)
+    groups, entries = ds.annotations_by_image(), []
+    folder.mkdir()
+    for k in range(0, len(ds.images), 2):
+        imgs = ds.images[k:k + 2]
+        part = EntityDataset(images=imgs, annotations=[a for img in imgs for a in groups[img["id"]]],
+                             info=dict(ds.info), image_root=ds.image_root)
+        part.save(folder / f"s{k}.json")
+        entries.append(entry_for_file(folder, f"s{k}.json", shard_counts(part)))
+    write_manifest(folder, manifest_for(folder, entries))
+    return folder
+
+
+@pytest.mark.parametrize("form", ["json", "sharded"])
+@pytest.mark.parametrize("kind", ["short-runs", "overlap"])
+def test_train_refuses_the_masks_check_refuses(tiny_data, tmp_path, kind, form):
+    from entitykit.check import check_dataset
+    from entitykit.data import open_source
+    from entitykit.errors import DatasetError
+
+    bad = _bad_masks(tiny_data, tmp_path / "bad.json", kind)
+    if form == "sharded":
+        bad = _as_shards(bad, tmp_path / "bad")
+    report = check_dataset(bad, check_images=False)
+    assert report.problems, "the edit must make an invalid dataset"
+    with pytest.raises(DatasetError) as e:  # refused when the source is opened, before any work
+        open_source(bad)
+    assert str(e.value) == str(report.problems[0])
+    code, lines = _cli("train", "--train", bad, "-o", tmp_path / "run", "--max-iter", "2", *_TINY)
+    assert code == 1, lines
+    assert lines[-1] == f"error: {report.problems[0]}", lines  # the same line as check's first problem
+    assert not (tmp_path / "run").exists()

@@ -243,8 +243,8 @@ def _sharded_options(shard_images: int, shard: Optional[str], resume: bool, id_m
                                  "(a sharded output folder)")
         return False
     if id_maps is not None:
-        raise EntityKitError("--id-maps is not available with --shard-images (write them per shard with "
-                             "entitykit idmaps)")
+        raise EntityKitError("--id-maps is not available with --shard-images: once the conversion is finished, "
+                             f"write them for the whole sharded folder with entitykit idmaps OUTPUT -o {id_maps}")
     return True
 
 
@@ -266,6 +266,11 @@ def _print_shard_run(run, verbose: bool) -> None:
     if run.problems > len(shown):
         err_console.print(f"[yellow]… {run.problems - len(shown)} more problems listed in the shards' "
                           "info.conversion.problems[/]", highlight=False)
+    if run.part and not run.shards:
+        err_console.print(f"[yellow]part {run.part[0]}/{run.part[1]} has no shards to convert: the conversion has "
+                          f"{run.total_shards:,} shard{'' if run.total_shards == 1 else 's'}, fewer than {run.part[1]:,} parts (wrote an empty part; "
+                          f"--shard K/{min(run.part[1], run.total_shards)} would give each part work)[/]",
+                          highlight=False, soft_wrap=True)
     if run.part:
         console.print(f"when all {run.part[1]} parts are done: entitykit shards merge "
                       f"{escape(str(run.output))} -o {escape(str(run.output))}", highlight=False, soft_wrap=True)
@@ -311,7 +316,7 @@ def _num(v: float) -> str:
 @app.command()
 @user_errors
 def info(
-    dataset: Path = typer.Argument(..., help="Entity dataset JSON, or a sharded dataset's folder (read shard by shard)."),
+    dataset: Path = typer.Argument(..., help="Entity dataset JSON, a sharded dataset's folder (read shard by shard), or a pack (entitykit pack)."),
     as_json: bool = typer.Option(False, "--json", help="Print the statistics as JSON (on stdout)."),
     quiet: bool = QUIET,
 ) -> None:
@@ -357,7 +362,8 @@ CHECK_PROBLEMS_SHOWN = 50
 @app.command()
 @user_errors
 def check(
-    dataset: Path = typer.Argument(..., help="Entity dataset JSON, or a sharded dataset's folder (read shard by shard)."),
+    dataset: Path = typer.Argument(..., help="Entity dataset JSON, a sharded dataset's folder (read shard by shard), "
+                                    "or a pack (entitykit pack: its shards' sizes, SHA-256 and every image read)."),
     images: Optional[Path] = typer.Option(None, "--images", help="Image folder [default: the one recorded in the file]."),
     no_image_files: bool = typer.Option(False, "--no-image-files", help="Do not look for the image files."),
     ignore_exif: bool = IGNORE_EXIF,
@@ -393,7 +399,7 @@ def check(
 @app.command()
 @user_errors
 def idmaps(
-    dataset: Path = typer.Argument(..., help="Entity dataset JSON."),
+    dataset: Path = typer.Argument(..., help="Entity dataset JSON, or a sharded dataset's folder."),
     output: Path = typer.Option(..., "--output", "-o", help="Folder to write (replaced atomically)."),
     fmt: IdMapFormat = typer.Option("png16", "--format", help=ID_MAP_FORMAT_HELP),
     no_previews: bool = NO_PREVIEWS,

@@ -5,10 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
-from ._app import QUIET, app, console, err_console, user_errors
+from ._app import QUIET, Table, app, console, err_console, escape, user_errors
 
 
 @app.command()

@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.markup import escape
 
-from ._app import QUIET, app, console, err_console, is_stdout, print_json, user_errors
+from ._app import QUIET, app, console, err_console, escape, is_stdout, print_json, user_errors
 
 
 class Overlap(str, Enum):
@@ -30,6 +29,22 @@ class Crowd(str, Enum):
     keep = "keep"
 
 
+class Iou(str, Enum):
+    mask = "mask"
+    boundary = "boundary"
+    both = "both"
+
+
+class AreaRule(str, Enum):
+    auto = "auto"
+    mask = "mask"
+
+
+def _boundary_png(path: Path) -> Path:
+    """Where the boundary PR curves go when both are drawn: ``curves.png`` → ``curves.boundary.png``."""
+    return path.with_name(f"{path.stem}.boundary{path.suffix or '.png'}")
+
+
 @app.command("eval")
 @user_errors
 def eval_command(
@@ -44,6 +59,15 @@ def eval_command(
     overlap: Overlap = typer.Option(Overlap.error, help="Overlapping predictions: error (APe), resolve "
                                     "(highest score owns the pixel), allow (overlap-tolerant APm)."),
     max_dets: int = typer.Option(100, "--max-dets", min=1, help="Predictions kept per image, by score."),
+    iou: Iou = typer.Option(Iou.mask, "--iou", help="Matching IoU: mask (APe), boundary (Boundary APe: "
+                            "min(mask IoU, boundary IoU), boundary-iou-api's definition), or both (two evaluations "
+                            "of the same inputs)."),
+    dilation_ratio: float = typer.Option(0.02, "--dilation-ratio", help="Boundary band width as a fraction of the "
+                                         "image diagonal (boundary-iou-api's default 0.02)."),
+    area_rule: AreaRule = typer.Option(AreaRule.auto, "--area-rule", help="Area that puts a prediction in the "
+                                       "S/M/L ranges: auto (pycocotools' loadRes: bbox width × height when the "
+                                       "first result has a bbox, else the mask's pixels) or mask (always the "
+                                       "mask's pixels)."),
     crowd: Crowd = typer.Option(Crowd.void, help="COCO panoptic GT: crowd segments become void, or are kept "
                                 "as ignored iscrowd regions."),
     gt_png_dir: Optional[Path] = typer.Option(None, help="PNG folder of panoptic GT (default: named like the JSON)."),
@@ -51,13 +75,15 @@ def eval_command(
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write every number, per-image results and "
                                             "the options used as JSON to this file (- = stdout; the "
                                             "tables then go to stderr)."),
-    pr_curve: Optional[Path] = typer.Option(None, "--pr-curve", help="Write PR curves (area all) as a PNG."),
+    pr_curve: Optional[Path] = typer.Option(None, "--pr-curve", help="Write PR curves (area all) as a PNG "
+                                            "(with --iou both, the boundary curves beside it as NAME.boundary.png)."),
     worst: int = typer.Option(5, help="Show the N worst images (F1 at IoU 0.5); 0 to hide."),
     workers: int = typer.Option(0, help="Threads (0 = all cores)."),
     no_pq: bool = typer.Option(False, "--no-pq", help="Skip PQ/SQ/RQ."),
     quiet: bool = QUIET,
 ) -> None:
-    """Score entity predictions: APe (COCO mask AP, class-agnostic, no overlap allowed) and PQ."""
+    """Score entity predictions: APe (COCO mask AP, class-agnostic, no overlap allowed) and PQ; Boundary APe
+    with --iou boundary or both."""
     from ..errors import EntityKitError
     from ..evaluation import evaluate
     from ..evaluation.report import print_report, result_to_json, write_pr_curves, write_result_json
@@ -69,11 +95,14 @@ def eval_command(
         raise EntityKitError(f"--worst must be 0 (hide) or a positive number, got {worst}")
     json_stdout = is_stdout(json_out)
     inputs = [gt, pred, gt_png_dir, pred_png_dir, pred / "predictions.json" if pred.is_dir() else None]
-    files = [o for o in (None if json_stdout else json_out, pr_curve) if o is not None]
+    curves = [] if pr_curve is None else [pr_curve, _boundary_png(pr_curve)] if iou is Iou.both else [pr_curve]
+    files = [o for o in (None if json_stdout else json_out, *curves) if o is not None]
     for out in files:  # before any work: never over an input, a folder or under a file
         check_output(out, inputs=[*inputs, *(o for o in files if o is not out)])
+    kinds = ("mask", "boundary") if iou is Iou.both else iou.value
     r = evaluate(gt, pred, gt_png_dir=gt_png_dir, pred_png_dir=pred_png_dir, pred_format=pred_format.value,
-                 overlap=overlap.value, max_dets=max_dets, crowd=crowd.value, workers=workers, pq=not no_pq)
+                 overlap=overlap.value, max_dets=max_dets, crowd=crowd.value, workers=workers, pq=not no_pq,
+                 iou=kinds, dilation_ratio=dilation_ratio, area_rule=area_rule.value, progress=not quiet)
     say = err_console if json_stdout else console  # stdout holds nothing but the JSON when it is the JSON's
     if not quiet:
         print_report(r, say, worst=worst)
@@ -83,7 +112,7 @@ def eval_command(
         write_result_json(r, json_out)
         if not quiet:
             say.print(f"wrote {escape(str(json_out))}", highlight=False, soft_wrap=True)
-    if pr_curve:
-        write_pr_curves(r, pr_curve)
+    for res, out in zip(r if isinstance(r, tuple) else (r,), curves):
+        write_pr_curves(res, out)
         if not quiet:
-            say.print(f"wrote {escape(str(pr_curve))}", highlight=False, soft_wrap=True)
+            say.print(f"wrote {escape(str(out))}", highlight=False, soft_wrap=True)

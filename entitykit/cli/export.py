@@ -6,9 +6,8 @@ from pathlib import Path
 from typing import Optional, Tuple
 
 import typer
-from rich.markup import escape
 
-from ._app import QUIET, app, console, err_console, user_errors
+from ._app import QUIET, app, console, err_console, escape, user_errors
 
 
 @app.command("export-onnx")

@@ -6,9 +6,8 @@ from pathlib import Path
 from typing import List, Literal, Optional, Tuple
 
 import typer
-from rich.markup import escape
 
-from ._app import QUIET, app, console, err_console, user_errors
+from ._app import QUIET, app, console, err_console, escape, user_errors
 
 # Written here so that `--help` does not import the model (PyTorch); each equals the library's
 # value (tests/test_cli_conventions.py checks): entitykit.edit.OPS, entitykit.predict.FULL_PASTE_PIXELS.
@@ -34,7 +33,7 @@ def predict(
     inputs: Optional[List[str]] = typer.Argument(None, help="Image files, folders (searched recursively) or glob patterns."),
     checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="Local model checkpoint (.safetensors); never downloaded."),
     output: Path = typer.Option(..., "--output", "-o", help="Folder to write (replaced atomically)."),
-    dataset: Optional[Path] = typer.Option(None, "--dataset", help="Entity dataset JSON: predict its images with its ids, so `entitykit eval` scores the run."),
+    dataset: Optional[Path] = typer.Option(None, "--dataset", help="Entity dataset JSON (or a sharded dataset's folder): predict its images with its ids, so `entitykit eval` scores the run."),
     images: Optional[Path] = typer.Option(None, "--images", help="Image folder for --dataset (default: the one recorded in the file)."),
     min_score: float = typer.Option(0.0, "--min-score", help="Drop entities scoring lower (keep 0 for scoring: AP wants every entity)."),
     max_size: Optional[int] = typer.Option(None, "--max-size", help="Longest side the model sees (default: the checkpoint's max_size_test); id maps are pasted back at full resolution."),

@@ -6,9 +6,8 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.markup import escape
 
-from ._app import app, console, user_errors
+from ._app import app, console, escape, user_errors
 
 
 @app.command("view")

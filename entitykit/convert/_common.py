@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import signal
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +54,7 @@ class ImageResult:
     crowd_segments: int = 0
     void_pixels: int = 0
     overlap: dict[str, int] | None = None  # for converters that resolve overlapping masks
+    where: str | None = None  # the input file it came from (named when its file_name is refused)
 
     @classmethod
     def failed(cls, image: ImageRecord, problem: DatasetError) -> ImageResult:
@@ -110,6 +112,50 @@ def annotations_from_id_map(id_map: np.ndarray, segments: dict[int, Segment], cr
     return IdMapEntities(anns, crowd_segments, id_map.size - kept, unknown, missing)
 
 
+class _Owners(dict):
+    """``check.Rules.file_names``, remembering the last lookup (the earlier owner of a refused name)."""
+
+    last: Any = None
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        self.last = super().get(key, default)
+        return self.last
+
+
+class FileNames:
+    """The images of one conversion so far, so that a second image with the same file name is
+    refused when converting, by the very rule ``entitykit check`` applies
+    (:meth:`entitykit.check.Rules.image`: file names unique, compared case-insensitively; image
+    ids unique), naming both input files. Memory: a few entries per image, never per mask."""
+
+    def __init__(self, where_of: Callable[[Any], str | None] | None = None) -> None:
+        """``where_of(image id)`` → its input file, when the caller can say (a sharded conversion:
+        id = input position + 1); else each image's ``where`` is kept."""
+        from ..check import Rules  # noqa: PLC0415  (check imports the dataset layer, not converters)
+
+        self._found: list[str] = []
+        self._rules = Rules(lambda item, text: self._found.append(text))
+        self._rules.file_names = _Owners()
+        self._where_of = where_of
+        self._where: dict[Any, str | None] = {}  # image id → its input file (without where_of)
+
+    def add(self, image: dict[str, Any], where: str | None) -> DatasetError | None:
+        """Record ``image`` ({id, file_name, height, width}) from the input file ``where``; the
+        problem (naming both inputs) when check would refuse it beside the earlier ones, else None."""
+        self._found.clear()
+        self._rules.begin_part("")  # only the global index (ids, file names) is kept
+        id_twice = image["id"] in self._rules.image_part
+        self._rules.image(0, {k: image[k] for k in ("id", "file_name", "height", "width")})
+        if not self._found:
+            if self._where_of is None:
+                self._where[image["id"]] = where
+            return None
+        other = image["id"] if id_twice else (self._rules.file_names.last or (None,))[0]
+        first = self._where_of(other) if self._where_of is not None else self._where.get(other)
+        text = self._found[0] + (f"; image {other!r} came from {first}" if first else "")
+        return DatasetError(text + " (rename one, or convert them separately)", where, f"image {image['id']!r}")
+
+
 J = TypeVar("J")
 
 
@@ -130,13 +176,19 @@ def ordered_pool(workers: int) -> Iterator[Callable[[Callable[[J], ImageResult],
     if workers <= 1:
         yield lambda fn, jobs: map(fn, jobs)
         return
-    with multiprocessing.get_context().Pool(workers) as pool:
+    with multiprocessing.get_context().Pool(workers, initializer=_ignore_sigint) as pool:
         def run(fn: Callable[[J], ImageResult], jobs: list[J]) -> Iterator[ImageResult]:
             if len(jobs) <= 1:
                 return map(fn, jobs)
             return pool.imap(fn, jobs, chunksize=max(1, min(16, len(jobs) // (workers * 8))))
 
         yield run
+
+
+def _ignore_sigint() -> None:
+    """Pool workers ignore Ctrl-C: the parent alone handles it (one line, exit 130; leaving the
+    pool's block terminates the workers), so no worker prints a KeyboardInterrupt traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def collect(
@@ -164,6 +216,8 @@ def assemble(
     image_root: str | Path | None = None,
     positions: range | None = None,
     extra_info: dict[str, Any] | None = None,
+    file_names: FileNames | None = None,
+    keep_going: bool = False,
 ) -> EntityDataset:
     """Number images and annotations, attach provenance, and record the conversion summary.
 
@@ -174,7 +228,14 @@ def assemble(
     image id = position + 1 (the source's id kept as ``source_id``), annotation id =
     position × :data:`ANN_ID_STRIDE` + k for its k-th annotation (k = 1, 2, …). Raises
     :class:`DatasetError` for an image with ≥ ``ANN_ID_STRIDE`` annotations in that mode.
+
+    Every image passes :class:`FileNames` (``file_names``: the whole conversion's, for a
+    sharded one; else a new one): an image whose file name (or id) another image already has
+    raises :class:`DatasetError` naming both input files, or with ``keep_going`` is skipped
+    with that problem recorded.
     """
+    if file_names is None:
+        file_names = FileNames()
     if positions is not None and len(positions) != len(results):
         raise ValueError(f"{len(positions)} positions for {len(results)} results")
     string_ids = positions is not None or any(not isinstance(r.image.id, int) or isinstance(r.image.id, bool)
@@ -199,6 +260,12 @@ def assemble(
         else:
             image_id = len(images) + 1 if string_ids else rec.id
         image = {"id": image_id, "file_name": rec.file_name, "height": rec.height, "width": rec.width, "source": source}
+        refused = file_names.add(image, res.where)
+        if refused is not None:
+            if not keep_going:
+                raise refused
+            problems.append(refused)
+            continue
         if string_ids:
             image["source_id"] = rec.id
         images.append(image)
@@ -379,7 +446,7 @@ def convert_rle_image(job: RleImageJob) -> ImageResult:
     except ValueError as e:  # runs that do not fit the image: never hand them to pycocotools (it can loop)
         return ImageResult.failed(rec, DatasetError(f"cannot paint its masks: {e}", job.where, item))
     ents = annotations_from_id_map(res.id_map, {i + 1: seg for i, seg in enumerate(job.segments)}, job.crowd)
-    result = ImageResult(rec, ents.annotations, [], True, ents.crowd_segments, ents.void_pixels)
+    result = ImageResult(rec, ents.annotations, [], True, ents.crowd_segments, ents.void_pixels, where=job.where)
     result.overlap = {"changed_masks": res.changed_masks, "dropped_masks": len(ents.missing),
                       "contested_pixels": res.changed_pixels}
     return result

@@ -23,6 +23,7 @@ bytes as an unsplit run's.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import os
 import re
@@ -33,9 +34,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DatasetError, EntityKitError
+from ..fileio import _remove_stale_temporaries as remove_stale_temporaries
 from ..fileio import atomic_path, check_output, read_json, write_json
 from ..shards import (
     MANIFEST,
+    PART_RE,
+    PROGRESS_DIR,
     Manifest,
     ShardEntry,
     entry_for_file,
@@ -46,11 +50,9 @@ from ..shards import (
     shard_counts,
     write_manifest,
 )
-from ._common import ANN_ID_STRIDE, ImageResult, assemble, ordered_pool
+from ._common import ANN_ID_STRIDE, FileNames, ImageResult, assemble, ordered_pool
 
-PROGRESS_DIR = ".progress"
 SETTINGS_FILE = "settings.json"
-PART_RE = re.compile(r"^part-(\d+)-of-(\d+)\.json$")
 PROBLEMS_KEPT = 1000  # problems a run keeps in memory to report (every one is in its shard's info)
 
 
@@ -90,11 +92,20 @@ def part_name(part: tuple[int, int]) -> str:
     return f"part-{part[0]}-of-{part[1]}.json"
 
 
-def listing_digest(names: Sequence[str]) -> str:
-    """SHA-256 of the inputs' names, one per line: the settings record which inputs were cut."""
+def listing_digest(files: Sequence[str | Path]) -> str:
+    """SHA-256 of the inputs' names and sizes in bytes, one ``name<TAB>size`` line each: the
+    settings record which inputs were cut, so that a resumed run (or another part) over other
+    files — renamed, added, removed, or rewritten to another size — is refused. Modification
+    times are left out on purpose: a copy of the same files (cp, untar, another machine's
+    mirror) gets new ones, and must still resume. Raises :class:`EntityKitError` for an
+    unreadable input."""
     h = hashlib.sha256()
-    for name in names:
-        h.update(name.encode("utf-8", "surrogateescape") + b"\n")
+    for f in map(Path, files):
+        try:
+            size = f.stat().st_size
+        except OSError as e:
+            raise EntityKitError(f"cannot read: {e.strerror}", f) from None
+        h.update(f.name.encode("utf-8", "surrogateescape") + b"\t" + str(size).encode() + b"\n")
     return h.hexdigest()
 
 
@@ -185,6 +196,9 @@ def _check_output(out: Path, settings: dict[str, Any], names: list[str], part: t
     if recorded is None:
         raise EntityKitError("folder exists, is not empty and holds no sharded conversion: choose another output", out)
     diff = _diff(recorded, settings)
+    if diff and diff.startswith("input_listing_sha256:"):
+        raise EntityKitError("holds a sharded conversion of other input files (their names or sizes differ from "
+                             "those it started with); choose another output", out)
     if diff:
         raise EntityKitError(f"holds a sharded conversion made with other settings ({diff}); choose another "
                              "output (or repeat the first command's options)", out)
@@ -197,7 +211,8 @@ def _check_output(out: Path, settings: dict[str, Any], names: list[str], part: t
     started = [n for n in names if (out / n).exists() or _record_path(out, n).exists()]
     if started:
         raise EntityKitError(f"holds a partly finished conversion ({len(started)} of {len(names)} shards of this "
-                             "run started); pass --resume to continue it, or choose another output", out)
+                             f"run written or begun, no {final.name} yet); pass --resume to continue it, or choose "
+                             "another output", out)
 
 
 def convert_to_shards(
@@ -235,7 +250,7 @@ def convert_to_shards(
     if not spans:
         raise DatasetError("no inputs to convert", str(inputs[0]) if inputs else None)
     settings = {**settings, "shard_images": shard_images, "input_files": len(units),
-                "input_listing_sha256": listing_digest([Path(u).name for u in units]),
+                "input_listing_sha256": listing_digest(units),
                 "ids": f"image id = input position + 1; annotation id = position × {ANN_ID_STRIDE} + k"}
     if image_root is not None:
         settings["image_root"] = _relative_root(image_root, out)
@@ -250,17 +265,21 @@ def convert_to_shards(
     from ..progress import progress_bar  # noqa: PLC0415
 
     total = sum(len(spans[i]) for i in mine)
+    file_names = FileNames(lambda image_id: str(units[image_id - 1]))  # this run's images: a file name twice is refused
     with ordered_pool(workers) as pool, progress_bar(total, label, enabled=progress) as advance:
         for i, name in zip(mine, names):
             span = spans[i]
             entry = finished_entry(out, name) if resume else None
             if entry is not None:
+                for done in (out / name, _record_path(out, name)):  # a dead run's temporaries of a kept shard
+                    remove_stale_temporaries(done)
+                _index_shard(file_names, out / name, lambda image: units[image["id"] - 1])
                 run.skipped += 1
                 advance(len(span))
             else:
                 entry = _convert_shard(out, name, i, spans, units, work, pool, advance, run,
                                        source=source, description=description, conversion=conversion,
-                                       image_root=image_root, keep_going=keep_going)
+                                       image_root=image_root, keep_going=keep_going, file_names=file_names)
                 run.converted += 1
             run.shards.append(entry)
     return _finish_run(run, settings, split, source, description, part, spans)
@@ -269,7 +288,7 @@ def convert_to_shards(
 def _convert_shard(out: Path, name: str, i: int, spans: list[range], units: Sequence[str],
                    work: Callable[[tuple[int, str]], ImageResult], pool: Callable, advance: Callable[..., None],
                    run: ShardRun, *, source: str, description: str, conversion: dict[str, Any],
-                   image_root: str | Path | None, keep_going: bool) -> ShardEntry:
+                   image_root: str | Path | None, keep_going: bool, file_names: FileNames) -> ShardEntry:
     """Convert shard ``i``, write it atomically, then its completion record; returns its entry."""
     span = spans[i]
     results: list[ImageResult] = []
@@ -279,7 +298,7 @@ def _convert_shard(out: Path, name: str, i: int, spans: list[range], units: Sequ
         results.append(res)
         advance()
     ds = assemble(results, source=source, description=description, conversion=conversion, images_in=len(span),
-                  image_root=image_root, positions=span,
+                  image_root=image_root, positions=span, file_names=file_names, keep_going=keep_going,
                   extra_info={"shard": {"index": i, "shards": len(spans), "inputs": [span.start, span.stop]}})
     del results
     problems = ds.info["conversion"]["problems"]
@@ -291,6 +310,16 @@ def _convert_shard(out: Path, name: str, i: int, spans: list[range], units: Sequ
     for p in problems[: max(0, PROBLEMS_KEPT - len(run.first_problems))]:
         run.first_problems.append(DatasetError(p["problem"], p["path"], p["item"]))
     return entry
+
+
+def _index_shard(file_names: FileNames, shard: Path, where: Callable[[dict[str, Any]], str]) -> None:
+    """Add a written shard's images to ``file_names`` (its ``images`` only are kept; ``where``:
+    how to name an image's origin). Raises the first :class:`DatasetError` it finds."""
+    images = read_json(shard, "shard").get("images", [])
+    for image in images:
+        refused = file_names.add(image, where(image))
+        if refused is not None:
+            raise refused
 
 
 def _finish_run(run: ShardRun, settings: dict[str, Any], split: str | None, source: str, description: str,
@@ -360,6 +389,7 @@ def merge_parts(parts: Sequence[str | Path], output: str | Path, *, progress: bo
                                "--shard K/N", f, "part")
         manifests.append(m)
     first = manifests[0]
+    file_of = {id(m): f for f, m in zip(files, manifests)}  # errors name the part file (m.path: its manifest.json)
     n = first.extra["part"]["n"]
     by_k: dict[int, Manifest] = {}
     for f, m in zip(files, manifests):
@@ -371,7 +401,9 @@ def merge_parts(parts: Sequence[str | Path], output: str | Path, *, progress: bo
         if diff:
             raise DatasetError(f"made with other settings than {files[0]} ({diff})", f, "settings")
         if info["k"] in by_k:
-            raise DatasetError(f"part {info['k']}/{n} given twice (also {by_k[info['k']].path})", f, "part")
+            also = file_of[id(by_k[info["k"]])]
+            twice = "this file given twice" if also.resolve() == f.resolve() else f"also {also}"
+            raise DatasetError(f"part {info['k']}/{n} given twice ({twice})", f, "part")
         by_k[info["k"]] = m
     missing = [k for k in range(1, n + 1) if k not in by_k]
     if missing:
@@ -382,10 +414,10 @@ def merge_parts(parts: Sequence[str | Path], output: str | Path, *, progress: bo
         want = part_shards(total, (k, n))
         m = by_k[k]
         if m.extra["part"]["shards"] != [want.start, want.stop] or len(m.shards) != len(want):
-            raise DatasetError(f"lists {len(m.shards)} shards; part {k}/{n} of {total} has {len(want)}", m.path, "part")
+            raise DatasetError(f"lists {len(m.shards)} shards; part {k}/{n} of {total} has {len(want)}", file_of[id(m)], "part")
         for i, s in zip(want, m.shards):
             if s.file != shard_name(i, total):
-                raise DatasetError(f"shard {i} is {s.file!r}, expected {shard_name(i, total)!r}", m.path, "shards")
+                raise DatasetError(f"shard {i} is {s.file!r}, expected {shard_name(i, total)!r}", file_of[id(m)], "shards")
     root = first.settings.get("image_root")
     check_output(out, kind="folder", inputs=())
     if out.is_dir() and any(out.iterdir()):
@@ -404,21 +436,32 @@ def merge_parts(parts: Sequence[str | Path], output: str | Path, *, progress: bo
         if isinstance(root, str) and not Path(root).is_absolute() and (m.root / root).resolve() != (out / root).resolve():
             raise DatasetError(f"its shards record the image folder {root!r} relative to their folder, which means "
                                f"another folder from {out}; convert with an absolute --images, or merge into "
-                               f"{m.root}", m.path, "settings.image_root")
+                               f"{m.root}", file_of[id(m)], "settings.image_root")
+    starts: list[int] = []  # first input position of each shard read, and its file: to name an image's shard
+    shard_files: list[Path] = []
+    file_names = FileNames(lambda image_id: f"{shard_files[bisect.bisect_right(starts, image_id - 1) - 1]} "
+                                            f"(input #{image_id})")  # the parts were each checked alone: now together
+    for k in range(1, n + 1):
+        m = by_k[k]
+        for s in m.shards:
+            path = m.shard_path(s)
+            starts.append(s.extra["inputs"][0] if isinstance(s.extra.get("inputs"), list) else 0)
+            shard_files.append(path)
+            _index_shard(file_names, path, lambda image, path=path: f"{path} (input #{image['id']})")
     out.mkdir(parents=True, exist_ok=True)
     shards: list[ShardEntry] = []
     for k in range(1, n + 1):
         m = by_k[k]
         for s in m.shards:
             if m in copied:
-                _copy_shard(m, s, out)
+                _copy_shard(m, s, out, file_of[id(m)])
             shards.append(s)
     final = manifest_for(out, shards, split=first.split, provenance=first.provenance, settings=first.settings)
     write_manifest(out, final)
     return read_manifest(out)
 
 
-def _copy_shard(m: Manifest, s: ShardEntry, out: Path) -> None:
+def _copy_shard(m: Manifest, s: ShardEntry, out: Path, part_file: Path) -> None:
     """Copy one shard into ``out`` atomically; an identical file already there is kept."""
     src, dst = m.shard_path(s), out / s.file
     if dst.is_file() and dst.stat().st_size == s.bytes and file_sha256(dst) == s.sha256:
@@ -429,7 +472,7 @@ def _copy_shard(m: Manifest, s: ShardEntry, out: Path) -> None:
         shutil.copyfile(src, tmp)
         if file_sha256(tmp) != s.sha256:
             raise DatasetError("shard file's SHA-256 differs from its part manifest's (changed since it was "
-                               "written)", m.path, f"shard {s.file}")
+                               "written)", part_file, f"shard {s.file}")
 
 
 

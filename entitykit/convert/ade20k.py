@@ -106,7 +106,7 @@ def convert_ade20k(
     results = collect(run_ordered(fn, jobs, workers), len(jobs), f"convert ADE20K {form}", keep_going=keep_going, progress=progress)
     return assemble(
         results, source=source, description=f"entities from ADE20K ({form}) {root}", conversion=conv,
-        images_in=len(jobs), image_root=image_root,
+        images_in=len(jobs), image_root=image_root, keep_going=keep_going,
     )
 
 

@@ -83,7 +83,7 @@ def convert_cityscapes(
                     "rule": "19 evaluated classes; stuff class = one entity, thing instance = one entity, "
                             "thing pixels without instance id = crowd"},
         images_in=len(jobs),
-        image_root=root / "leftImg8bit",
+        image_root=root / "leftImg8bit", keep_going=keep_going,
     )
 
 

@@ -76,7 +76,7 @@ def convert_coco_panoptic(
         conversion={"from": "coco-panoptic", "panoptic_json": str(panoptic_json), "png_dir": str(png_dir), "crowd": crowd},
         images_in=len(data["images"]),
         plan_problems=plan_problems,
-        image_root=image_root,
+        image_root=image_root, keep_going=keep_going,
     )
 
 

@@ -108,5 +108,5 @@ def convert_entityseg(
     return assemble(
         results, source=source, description=f"entities from EntitySeg {path.name}",
         conversion={"from": "entityseg", "annotation_json": where, "overlap_rule": overlap, "crowd": crowd},
-        images_in=len(images), plan_problems=problems, image_root=image_root,
+        images_in=len(images), plan_problems=problems, image_root=image_root, keep_going=keep_going,
     )

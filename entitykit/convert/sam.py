@@ -204,7 +204,7 @@ def convert_sam(
         results, source=source, description=f"entities from SAM masks {inputs}",
         conversion={"from": "sam", "inputs": str(inputs), "overlap_rule": rule,
                     "score_key": score_key if rule == "score" else None, "min_area": min_area},
-        images_in=len(files), plan_problems=problems, image_root=image_root,
+        images_in=len(files), plan_problems=problems, image_root=image_root, keep_going=keep_going,
     )
 
 
@@ -239,10 +239,10 @@ def convert_sam_sharded(
     Raises :class:`EntityKitError` (one line) for bad options, a refused output or, unless
     ``keep_going``, the first bad input (the shards finished so far stay, for ``resume``)."""
     _check_options(rule, min_area)
-    inputs = Path(inputs)
+    inputs = Path(inputs).resolve()  # recorded resolved: a resumed run names the same folder however spelled
     files = sam_inputs(inputs)
     opts = SamOptions(rule, score_key, min_area, image_ext)
-    conversion = {"from": "sam", "inputs": str(inputs), "overlap_rule": rule,
+    conversion = {"from": "sam", "inputs": inputs.as_posix(), "overlap_rule": rule,
                   "score_key": score_key if rule == "score" else None, "min_area": min_area}
     return convert_to_shards(
         output, [str(f) for f in files], partial(convert_sam_file, opts=opts),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import time
@@ -12,9 +13,13 @@ from typing import Any
 import numpy as np
 
 from ..errors import DatasetError, EntityKitError, PredictionError
-from . import ape
+from . import ape, formats
+from .boundary import DEFAULT_DILATION_RATIO, check_ratio
 from .overlap import OVERLAP_MODES, describe_overlap, resolve_overlaps
 from .predictions import load_gt, load_predictions
+
+
+IOU_KINDS = ("mask", "boundary")
 
 
 def _pq(tp: int, fp: int, fn: int, iou: float) -> dict:
@@ -42,6 +47,13 @@ class EvalResult:
     overlap: dict
     warnings: list = field(default_factory=list)
     timings: dict = field(default_factory=dict)
+    # which area decided the predictions' S/M/L ranges: "bbox" (pycocotools' loadRes: the first
+    # result has a bbox) or "mask" (pixel counts); ``area_rule`` in evaluate()
+    area_rule_applied: str = "mask"
+    # which IoU matched predictions to ground truth: "mask" (APe) or "boundary" (Boundary APe,
+    # min(mask IoU, boundary IoU)); dilation_ratio: the band width's ratio (boundary only)
+    iou: str = "mask"
+    dilation_ratio: float | None = None
 
     @property
     def summary(self) -> dict:
@@ -74,7 +86,11 @@ def evaluate(
     workers: int = 0,
     pq: bool = True,
     by_source: bool = True,
-) -> EvalResult:
+    area_rule: str = "auto",
+    iou: str | tuple = "mask",
+    dilation_ratio: float = DEFAULT_DILATION_RATIO,
+    progress: bool = False,
+) -> EvalResult | tuple:
     """Score predictions against an entity dataset (or COCO panoptic ground truth).
 
     gt: path to an entity dataset JSON or a COCO panoptic JSON (PNG folder: ``gt_png_dir`` or the
@@ -87,43 +103,76 @@ def evaluate(
         "resolve" (highest score owns each contested pixel), "allow" (overlap-tolerant APm).
     max_dets: detections per image kept (by score) before matching; COCO's 100 by default.
         Every number uses it (AR@1 and AR@10 keep their names).
-    workers: threads for the per-image kernel (0 = numba's default, all cores).
+    workers: threads for the per-image kernel (0 = one per CPU core; the C kernel releases the GIL).
+    area_rule: the area that puts an unmatched prediction in the small / medium / large range.
+        "auto" (default): pycocotools' ``COCO.loadRes`` rule (pycocotools/coco.py): when the first
+        result of a COCO results file has a non-empty ``bbox``, every result's area is
+        ``bbox[2] * bbox[3]``, else the mask's pixel count. "mask": always the mask's pixel count.
+        entitykit prediction folders and panoptic predictions carry no boxes (mask areas under
+        either rule), and masks changed by ``overlap="resolve"`` use their final mask's area. A
+        result without a bbox when the first has one uses its mask area (pycocotools raises
+        KeyError there), with a warning. The rule that applied: ``EvalResult.area_rule_applied``.
+    iou: "mask" (APe: mask IoU, pycocotools' ``iouType="segm"``), "boundary" (Boundary APe:
+        boundary-iou-api's ``iouType="boundary"``, IoU = min(mask IoU, boundary IoU) for non-crowd
+        GT and the crowd mask IoU for crowd GT, Cheng et al., CVPR 2021; bands from
+        ``entitykit.evaluation.boundary``), or a tuple of both: one evaluation each, sharing the
+        loaded inputs, returned as a tuple of EvalResult in that order. Matching, the non-overlap
+        rule, area ranges and max-dets are the same for both; PQ is reported with mask IoU only.
+    dilation_ratio: boundary band width as a fraction of the image diagonal (boundary-iou-api's
+        default 0.02); must be a finite number > 0.
+    progress: show the phases (reading, scoring, boundary bands) on stderr
+        (``entitykit.progress``); off by default for library calls.
+
+    Raises EntityKitError (an unknown option), DatasetError / PredictionError (bad input, naming the
+    file and item).
     """
+    if area_rule not in ape.AREA_RULES:
+        raise EntityKitError(f"unknown area rule {area_rule!r}; choose one of {ape.AREA_RULES}")
     if overlap not in OVERLAP_MODES:
         raise EntityKitError(f"unknown overlap mode {overlap!r}; choose one of {OVERLAP_MODES}")
     if not isinstance(max_dets, int) or max_dets < 1:
         raise EntityKitError(f"--max-dets must be a positive integer, got {max_dets!r}")
+    ious = _iou_kinds(iou)
+    if "boundary" in ious:
+        try:
+            dilation_ratio = check_ratio(dilation_ratio)
+        except ValueError as e:
+            raise EntityKitError(f"--dilation-ratio: {e}") from None
     t0 = time.perf_counter()
     timings: dict = {}
     gc_was_enabled = gc.isenabled()
     gc.disable()  # hundreds of thousands of small objects are created and none form cycles
     try:
-        return _evaluate(gt, pred, gt_png_dir, pred_png_dir, pred_format, overlap, max_dets, crowd, workers, pq,
-                         by_source, t0, timings)
+        results = _evaluate(gt, pred, gt_png_dir, pred_png_dir, pred_format, overlap, max_dets, crowd, workers, pq,
+                            by_source, t0, timings, area_rule=area_rule, ious=ious, dilation_ratio=dilation_ratio,
+                            progress=progress)
+        return results[0] if isinstance(iou, str) else tuple(results)
     finally:
         if gc_was_enabled:
             gc.enable()
 
 
 def _evaluate(gt, pred, gt_png_dir, pred_png_dir, pred_format, overlap, max_dets, crowd, workers, pq, by_source,
-              t0, timings) -> EvalResult:
+              t0, timings, area_rule="auto", ious=("mask",), dilation_ratio=DEFAULT_DILATION_RATIO,
+              progress=False) -> list:
+    steps = _Steps(progress)
+    steps.start(3, "reading")
+    pred_kind = _sniff_ahead(pred)
     g = load_gt(gt, gt_png_dir=gt_png_dir, crowd=crowd)
-    p = load_predictions(pred, g.images, fmt=pred_format, pred_png_dir=pred_png_dir)
+    steps.advance(1)
+    p = load_predictions(pred_kind(), g.images, fmt=pred_format, pred_png_dir=pred_png_dir)
+    steps.advance(1)
     timings["load"] = time.perf_counter() - t0
     warnings = list(g.warnings) + list(p.warnings)
-    # converted datasets renumber string image ids and keep the original as source_id
-    alias = {}
-    for im in g.images:
-        src = im.get("source_id") if isinstance(im, dict) else getattr(im, "source_id", None)
-        if src is not None:
-            alias[src] = im["id"] if isinstance(im, dict) else im.id
-    items = p.items
-    if alias and isinstance(items, list):
-        ids = {im["id"] if isinstance(im, dict) else im.id for im in g.images}
-        items = [_realias(it, ids, alias) for it in items]
+    area_applied, n_without_box = ape.apply_area_rule(p.items, area_rule, p.path)
+    if n_without_box:
+        warnings.append(f"{n_without_box} result(s) have no bbox though the first has one: their S/M/L area is "
+                        "the mask's (pycocotools' loadRes fails on such a file)")
     t1 = time.perf_counter()
-    inp = ape.prepare(g.images, g.annotations, items, gt_path=g.path, pred_path=p.path, pred_labels=p.labels)
+    inp = ape.prepare(g.images, g.annotations, p.items, gt_path=g.path, pred_path=p.path)
     timings["prepare"] = time.perf_counter() - t1
+    steps.advance(1)
+    steps.start(len(inp.img_ids), "scoring (mask IoU)")
 
     t1 = time.perf_counter()
     allow = overlap == "allow"
@@ -153,10 +202,98 @@ def _evaluate(gt, pred, gt_png_dir, pred_png_dir, pred_format, overlap, max_dets
         warnings.append(f"ground truth overlaps in {gt_overlap} image(s): scored pairwise (no partition fast path); "
                         "PQ is not defined there")
     timings["evaluate"] = time.perf_counter() - t1
+    steps.advance(len(inp.img_ids))
 
+    results = []
+    for kind in ious:
+        per_k = per
+        if kind == "boundary":  # the bands of the final masks (after --overlap resolve), then the same matcher
+            from .boundary import boundary_bands  # noqa: PLC0415
+
+            n_img = len(inp.img_ids)
+            t1 = time.perf_counter()
+            steps.start(2 * n_img, f"boundary bands (dilation ratio {dilation_ratio:g})")
+            bands = boundary_bands(inp, dilation_ratio, advance=steps.advance, workers=workers)
+            timings["bands"] = time.perf_counter() - t1
+            t1 = time.perf_counter()
+            steps.start(n_img, "scoring (boundary IoU)")
+            per_k = _naming_files(g.path, p.path, ape.evaluate_all, inp, max_dets=max_dets, allow_overlap=allow,
+                                  workers=workers, bands=bands)
+            steps.advance(n_img)
+            timings["evaluate_boundary"] = time.perf_counter() - t1
+        results.append(_result(kind, dilation_ratio, inp, per_k, g, p, overlap, overlap_info, max_dets, crowd,
+                               workers, pq and kind == "mask", by_source, list(warnings), t0, dict(timings),
+                               area_rule, area_applied))
+    steps.stop()
+    return results
+
+
+def _sniff_ahead(pred):
+    """A callable giving what ``load_predictions`` reads: for a path, the file read and scanned
+    (``formats.sniff``) in a second thread while the ground truth is read (file reads and both
+    compiled scanners release the GIL). Measured on the 5,000-image set, GT + results read: 0.46 s
+    → 0.25 s on the 2-core machine with a core free (load ~1.5); with both cores busy with other
+    work (load ~2.5) it cost ~0.05 s instead. A read error surfaces when the result is asked for,
+    after the ground truth's own errors, as before."""
+    if not isinstance(pred, (str, os.PathLike)):
+        return lambda: pred
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+
+    ex = ThreadPoolExecutor(1)
+    fut = ex.submit(formats.sniff, pred, role="pred")
+    ex.shutdown(wait=False)
+    return fut.result
+
+
+def _iou_kinds(iou) -> tuple:
+    """``iou`` ("mask", "boundary", or a tuple / list of them) as a tuple without repeats."""
+    kinds = (iou,) if isinstance(iou, str) else tuple(iou) if isinstance(iou, (tuple, list)) else None
+    if not kinds or any(k not in IOU_KINDS for k in kinds) or len(set(kinds)) != len(kinds):
+        raise EntityKitError(f"iou must be one of {IOU_KINDS} or a tuple of them without repeats, got {iou!r}")
+    return kinds
+
+
+class _Steps:
+    """The phases of one evaluation as progress on stderr (``entitykit.progress``); nothing when
+    disabled. A phase shows only once it has run ``delay`` seconds (a quick one prints nothing)."""
+
+    delay = 2.0
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self._stack = None
+        self._bar = None
+        self._total, self._label, self._done, self._t = 0, "", 0, 0.0
+
+    def start(self, total: int, label: str) -> None:
+        self.stop()
+        self._total, self._label, self._done, self._t = int(total), label, 0, time.monotonic()
+
+    def advance(self, n: int = 1) -> None:
+        if not self.enabled:
+            return
+        self._done += n
+        if self._bar is not None:
+            self._bar(n)
+        elif self._total > 0 and time.monotonic() - self._t >= self.delay:
+            from ..progress import progress_bar  # noqa: PLC0415
+
+            self._stack = contextlib.ExitStack()
+            self._bar = self._stack.enter_context(progress_bar(self._total, self._label))
+            self._bar(self._done)
+
+    def stop(self) -> None:
+        if self._stack is not None:
+            self._stack.close()
+        self._stack = self._bar = None
+
+
+def _result(kind, dilation_ratio, inp, per, g, p, overlap, overlap_info, max_dets, crowd, workers, pq, by_source,
+            warnings, t0, timings, area_rule, area_applied) -> EvalResult:
+    """Curves, the 12 numbers, per source and per image from one kernel pass (``kind``: its IoU)."""
     t1 = time.perf_counter()
     # the whole set, and each source of a merged dataset (the paper's cross-dataset table)
-    src_names = sorted({s for s in inp.sources if s is not None}) if by_source else []
+    src_names = sorted({s for s in inp.sources if s is not None}, key=lambda s: (type(s).__name__, str(s))) if by_source else []  # a file may mix int and str sources
     src_labels = np.array([s if s is not None else "" for s in inp.sources], dtype=object)
     masks = [None] + ([src_labels == s for s in src_names] if len(src_names) > 1 else [])
     n_threads = min(len(masks), workers if workers and workers > 0 else (os.cpu_count() or 1))
@@ -182,6 +319,9 @@ def _evaluate(gt, pred, gt_png_dir, pred_png_dir, pred_format, overlap, max_dets
     # ---- per image (area all, max_dets)
     kept = per.d_rank < max_dets
     pi = _per_image(inp, per, kept, g_per_img, d_per_img)
+    if kind != "mask":  # the kernel's PQ counts are mask-IoU ones
+        for row in pi:
+            row.pop("pq", None)
 
     # ---- PQ
     pq_all = None
@@ -205,12 +345,30 @@ def _evaluate(gt, pred, gt_png_dir, pred_png_dir, pred_format, overlap, max_dets
     options = {"overlap": overlap, "max_dets": max_dets, "max_dets_list": list(per.max_dets), "crowd": crowd,
                "pred_format": p.fmt, "gt_format": g.fmt, "gt": g.path, "pred": p.path,
                "iou_thresholds": ape.IOU_THRS.tolist(), "area_ranges": dict(zip(ape.AREA_LBL, ape.AREA_RNG.tolist())),
-               "area_source": {"gt": "annotation 'area'", "pred": "mask pixel count (a bbox is ignored)"},
-               "tie_break": "stable sort on -score over file order (pycocotools)"}
+               "area_rule": area_rule,
+               "area_source": {"gt": "annotation 'area'",
+                               "pred": "bbox width × height (pycocotools' loadRes; resolved masks: pixel count)"
+                               if area_applied == "bbox" else "mask pixel count"},
+               "tie_break": "stable sort on -score over file order (pycocotools)",
+               **_iou_options(kind, dilation_ratio, inp)}
     counts = {"images": n_img, "gt_entities": int((inp.g_crowd == 0).sum()), "gt_crowd": int(inp.g_crowd.sum()),
               "predictions": inp.n_dt, "predictions_scored": int(kept.sum())}
     return EvalResult(stats, ape.stat_names(max_dets), acc.precision, acc.recall, acc.scores, options, counts,
-                      pq_all, srcs, pi, overlap_info, warnings, timings)
+                      pq_all, srcs, pi, overlap_info, warnings, timings, area_applied, kind,
+                      dilation_ratio if kind == "boundary" else None)
+
+
+def _iou_options(kind: str, dilation_ratio: float, inp) -> dict:
+    if kind == "mask":
+        return {"iou": "mask", "iou_definition": "mask IoU (pycocotools iouType='segm')"}
+    from .boundary import dilation_for  # noqa: PLC0415
+
+    px = sorted({dilation_for(h, w, dilation_ratio) for h, w in zip(inp.heights.tolist(), inp.widths.tolist())})
+    return {"iou": "boundary", "dilation_ratio": dilation_ratio,
+            "dilation_px": {"min": px[0], "max": px[-1]} if px else None,
+            "iou_definition": "min(mask IoU, boundary IoU); crowd GT: mask IoU (boundary-iou-api iouType='boundary')",
+            "band": "mask minus its erosion by int(round(dilation_ratio * image diagonal)) px, at least 1 "
+                    "(boundary-iou-api mask_to_boundary)"}
 
 
 def _naming_files(gt_path, pred_path, fn, *args, **kwargs):
@@ -227,18 +385,11 @@ def _naming_files(gt_path, pred_path, fn, *args, **kwargs):
         raise
 
 
-def _realias(it, ids: set, alias: dict):
-    """A prediction naming an image by its original (e.g. Cityscapes string) id → the dataset's id."""
-    if not isinstance(it, dict):  # a typed record of fastjson
-        it = {"image_id": it.image_id, "score": it.score,
-              "segmentation": {"size": list(it.segmentation.size), "counts": it.segmentation.counts}}
-    iid = it.get("image_id")
-    if iid not in ids and iid in alias:
-        return dict(it, image_id=alias[iid])
-    return it
-
-
 def _per_image(inp, per, kept, g_per_img, d_per_img) -> list:
+    """One row per image (area all, max_dets). Columns computed with numpy, then zipped into dicts:
+    measured 0.032 s → 0.016 s for 5,000 images (the per-image loop it replaces). The floats are those of the scalar formulas (f1:
+    one int64 → float64 division, correctly rounded like Python's int / int on counts this small;
+    PQ: ``_pq``'s expression, same operations in the same order)."""
     n_img = len(inp.img_ids)
     out = {}
     for t_idx, name in ((0, "50"), (5, "75")):
@@ -247,19 +398,25 @@ def _per_image(inp, per, kept, g_per_img, d_per_img) -> list:
         tp = np.bincount(inp.d_img[m & ~ig], minlength=n_img)
         fp = np.bincount(inp.d_img[~m & ~ig & kept], minlength=n_img)
         out[name] = (tp, fp)
-    rows = []
     tp50, fp50 = out["50"]
     tp75, fp75 = out["75"]
-    for i in range(n_img):
-        ng, nd = int(g_per_img[i]), int(d_per_img[i])
-        fn50 = ng - int(tp50[i])
-        denom = 2 * int(tp50[i]) + int(fp50[i]) + fn50
-        row = {"image_id": inp.img_ids[i], "source": inp.sources[i], "n_gt": ng, "n_pred": nd,
-               "tp_50": int(tp50[i]), "fp_50": int(fp50[i]), "fn_50": fn50,
-               "tp_75": int(tp75[i]), "fp_75": int(fp75[i]), "fn_75": ng - int(tp75[i]),
-               "f1_50": (2 * int(tp50[i]) / denom) if denom else 1.0}
-        if not np.isnan(per.pq_iou[i]):
-            q = _pq(int(per.pq_tp[i]), int(per.pq_fp[i]), int(per.pq_fn[i]), float(per.pq_iou[i]))
-            row["pq"] = q["PQ"] if ng or nd else 1.0
-        rows.append(row)
+    ng = g_per_img.astype(np.int64)
+    fn50, fn75 = ng - tp50, ng - tp75
+    denom = 2 * tp50 + fp50 + fn50
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f1 = np.where(denom > 0, (2 * tp50).astype(np.float64) / denom.astype(np.float64), 1.0)
+    rows = [{"image_id": i, "source": s, "n_gt": a, "n_pred": b, "tp_50": c, "fp_50": d, "fn_50": e,
+             "tp_75": f, "fp_75": g, "fn_75": h, "f1_50": k}
+            for i, s, a, b, c, d, e, f, g, h, k in zip(
+                inp.img_ids, inp.sources, ng.tolist(), d_per_img.tolist(), tp50.tolist(), fp50.tolist(),
+                fn50.tolist(), tp75.tolist(), fp75.tolist(), fn75.tolist(), f1.tolist())]
+    has_pq = ~np.isnan(per.pq_iou)
+    if has_pq.any():
+        tp, fp, fn = per.pq_tp.astype(np.float64), per.pq_fp, per.pq_fn
+        den = tp + 0.5 * fp + 0.5 * fn  # _pq's expression
+        with np.errstate(divide="ignore", invalid="ignore"):
+            pq = np.where(den != 0, per.pq_iou / den, 0.0)
+        pq = np.where((ng > 0) | (d_per_img > 0), pq, 1.0)
+        for k, v in zip(np.flatnonzero(has_pq).tolist(), pq[has_pq].tolist()):
+            rows[k]["pq"] = v
     return rows

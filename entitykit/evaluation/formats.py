@@ -7,15 +7,16 @@ first record's keys). :func:`diagnose` turns a kind that cannot be used in a rol
 "gt") into one line saying what the file is, which formats are accepted and, where one exists,
 the command that makes it usable.
 
-The fast readers stay first on the common paths: a predictions file that starts with ``[`` goes
-to the compiled COCO-results reader (``_scan``) and then to msgspec (``fastjson``); a
-ground-truth file that starts with ``{`` goes to ``fastjson.entity_file``. Only when those give
-up is the file parsed by ``json`` (once) and classified.
+The compiled reader (``_scan``, C) stays first on the common paths: a predictions file that
+starts with ``[`` is read as COCO results columns, a ground-truth file that starts with ``{`` as
+an entity dataset (annotations as columns). Only when it gives up is the file parsed by ``json``
+(once) and classified.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ from typing import Any
 from ..errors import DatasetError, EntityKitError, PredictionError
 from ..fileio import read_json
 from ..prediction_format import COCO_RESULTS_JSON, PREDICTIONS_FORMAT, PREDICTIONS_JSON
-from . import fastjson
+from . import _scan
 
 # kinds eval can use
 COCO_RESULTS = "coco-results"  # [{image_id, segmentation, score, ...}]
@@ -74,7 +75,7 @@ _WS = re.compile(rb"[ \t\r\n]*")
 @dataclass
 class FileKind:
     """What a file (or object) is: ``kind`` (one of the names above), ``data`` when it was
-    parsed (the JSON, or a fast reader's records / columns), ``path`` (for a predictions folder:
+    parsed (the JSON, or the compiled reader's columns), ``path`` (for a predictions folder:
     its predictions.json), ``description`` (what it looks like, for messages)."""
 
     kind: str
@@ -95,14 +96,17 @@ class FileKind:
 
 def sniff(src: Any, *, role: str = "pred") -> FileKind:
     """Decide from content what ``src`` is (a path to a file or folder, a parsed dict / list, or
-    an object with ``.images`` / ``.annotations``). ``role`` ("pred" or "gt") picks which fast
-    reader is tried first; the kind does not depend on it. Raises only for unreadable files."""
+    an object with ``.images`` / ``.annotations``; a FileKind is returned as it is). ``role``
+    ("pred" or "gt") picks which fast reader is tried first; the kind does not depend on it.
+    Raises only for unreadable files."""
+    if isinstance(src, FileKind):  # sniffed before (api._sniff_ahead)
+        return src
     if isinstance(src, (list, dict)):
         return classify(src, None)
     if hasattr(src, "images") and hasattr(src, "annotations"):
         where = getattr(src, "path", None)
         return FileKind(ENTITY, Path(where) if where else None, src, "an entity dataset object")
-    if hasattr(src, "buf") and hasattr(src, "score"):  # _scan.ResultColumns
+    if hasattr(src, "buf") and hasattr(src, "score"):  # ape.PredColumns
         return FileKind(COCO_RESULTS, None, src, f"COCO results ({len(src)} predictions)")
     p = Path(src)
     if p.is_dir():
@@ -156,24 +160,21 @@ def _sniff_file(p: Path, role: str) -> FileKind:
             if magic.startswith(b"\x89PNG") and len(head) >= 24 and head[12:16] == b"IHDR":
                 desc += f" ({int.from_bytes(head[16:20], 'big')}×{int.from_bytes(head[20:24], 'big')})"
             return FileKind(kind, p, None, desc, {"png": magic.startswith(b"\x89PNG")})
-    raw = fastjson.read_bytes(p)
-    if raw is None:
-        raise EntityKitError("cannot read the file", p)
+    try:
+        raw = _read(p)
+    except OSError:
+        raise EntityKitError("cannot read the file", p) from None
     start = _WS.match(raw).end()
     if start == len(raw):
         return FileKind(EMPTY, p, None, "an empty file (0 bytes)" if not raw else
                         f"an empty file ({_count(len(raw), 'blank character')}, no JSON)")
     first = raw[start:start + 1]
     if first == b"[" and role == "pred":
-        from . import _scan  # numba: imported on first use only
-
-        fast = _scan.coco_results(raw)  # compiled reader: arrays, no object per prediction
-        if fast is None:
-            fast = fastjson.coco_results(raw)  # typed records
+        fast = _scan.coco_results(raw)  # compiled reader: columns, no object per prediction
         if fast is not None:
             return FileKind(COCO_RESULTS, p, fast, f"a COCO results list ({_count(len(fast), 'prediction')})")
     if first == b"{" and role == "gt":
-        fast = fastjson.entity_file(raw)
+        fast = _scan.entity_file(raw)
         if fast is not None:
             cats = getattr(fast, "categories", None)
             kind = ENTITY if _entity_categories(cats) else COCO_INSTANCES
@@ -193,6 +194,17 @@ def _sniff_file(p: Path, role: str) -> FileKind:
             return FileKind(NOT_JSON, p, None, f"not valid JSON ({' '.join(str(e).split())[:200]}); it starts "
                                                f"with {_head(raw)}")
     return classify(data, p)
+
+
+def _read(p: Path) -> bytearray:
+    """The file's bytes in a bytearray (the compiled reader leaves the RLE strings in it, in place)."""
+    with open(p, "rb") as f:
+        raw = bytearray(os.fstat(f.fileno()).st_size)
+        got = f.readinto(raw)
+        if got < len(raw):
+            del raw[got:]
+        raw += f.read()
+    return raw
 
 
 def _head(raw: bytes, n: int = 24) -> str:
@@ -221,8 +233,6 @@ def _classify_list(data: list, path: Path | None) -> FileKind:
     if not n:
         return FileKind(COCO_RESULTS, path, data, "an empty JSON list (no predictions)")
     first = data[0]
-    if hasattr(first, "__struct_fields__"):  # fastjson's typed records
-        return FileKind(COCO_RESULTS, path, data, f"a COCO results list ({_count(n, 'prediction')})")
     if not isinstance(first, dict):
         return FileKind(UNKNOWN, path, data, f"a JSON list of {_count(n, 'item')}; the first is a JSON "
                                              f"{_json_type(first)} ({_short(first)}), not an object")

@@ -9,9 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from pycocotools import mask as mask_utils
-
-from ..masks import encode_id_map
+from ..masks import encode_id_map, mask_utils  # pycocotools.mask, imported on first use
 
 OVERLAP_MODES = ("error", "resolve", "allow")
 
@@ -66,9 +64,14 @@ def resolve_overlaps(inp, images: np.ndarray) -> ResolveReport:
     """Highest score owns each contested pixel (ties: the earlier prediction in the file).
 
     Rewrites the RLE of the predictions in ``images``; predictions left with no pixel are
-    removed from ``inp`` (they no longer exist in the resolved id map)."""
+    removed from ``inp`` (they no longer exist in the resolved id map). A prediction whose mask
+    changed gets its final mask's area for the S/M/L ranges (``inp.d_area_given`` set to NaN:
+    its box no longer describes it)."""
     rep = ResolveReport()
     keep = np.ones(inp.n_dt, bool)
+    given = getattr(inp, "d_area_given", None)
+    if given is not None:
+        given = inp.d_area_given = given.copy()
     new_counts: list = []  # (prediction, counts) to append to the buffer
     for im in images.tolist():
         rep.images += 1
@@ -97,6 +100,8 @@ def resolve_overlaps(inp, images: np.ndarray) -> ResolveReport:
             if area != areas[j]:
                 rep.predictions_changed += 1
                 rep.pixels_reassigned += int(areas[j] - area)
+                if given is not None:
+                    given[k] = np.nan
             new_counts.append((k, rle["counts"]))
     if new_counts:
         extra = "".join(c for _, c in new_counts).encode("ascii")
@@ -116,4 +121,6 @@ def resolve_overlaps(inp, images: np.ndarray) -> ResolveReport:
         inp.d_img = inp.d_img[idx]
         inp.d_score = inp.d_score[idx]
         inp.d_pos = inp.d_pos[idx]
+        if given is not None:
+            inp.d_area_given = given[idx]
     return rep

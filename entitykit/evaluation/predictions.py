@@ -1,8 +1,8 @@
 """Readers for ground truth and the three prediction formats the scorer accepts.
 
-Everything is turned into COCO-results-like dicts ``{image_id, segmentation: RLE, score}`` in the
-order the file lists them (that order breaks score ties, as in pycocotools), plus a label per
-prediction for error messages.
+Every prediction reader yields one representation, :class:`~.ape.PredColumns` (image id, score,
+RLE size and counts buffer, optional bbox), in the order the file lists the predictions (that
+order breaks score ties, as in pycocotools), with a label per prediction for error messages.
 
 Prediction formats (see docs/prediction-format.md):
 
@@ -10,8 +10,9 @@ Prediction formats (see docs/prediction-format.md):
   and one id-map PNG per image: the paper's P (0 = no entity) and S (a score per id).
 - ``coco``: a COCO results JSON list ``[{image_id, segmentation (RLE), score, ...}]``, or a
   COCO-instances-shaped dict ``{images, annotations: [that list], categories}`` (scored exactly as
-  its annotations list); ``category_id`` and ``bbox`` are ignored (class-agnostic, mask area for
-  the size buckets).
+  its annotations list); ``category_id`` is ignored (class-agnostic). A ``bbox`` on the first
+  result makes box areas decide the S/M/L ranges, as pycocotools' loadRes does
+  (``ape.apply_area_rule``; ``area_rule="mask"`` uses mask areas).
 - ``panoptic``: COCO panoptic predictions (JSON + PNG folder); ``segments_info[].score`` is used
   when present. Rule when scores are missing: when NO segment of the file has a score, every
   segment scores 1.0, so the ranking is the file order (images by id, segments in
@@ -42,8 +43,8 @@ MISSING_SCORE = 1.0
 
 @dataclass
 class LoadedPredictions:
-    items: list  # [{image_id, segmentation, score}]
-    labels: list  # message label per item
+    items: Any  # ape.PredColumns
+    labels: Any  # message label per item
     fmt: str
     path: str | None
     warnings: list = field(default_factory=list)
@@ -187,14 +188,16 @@ def _check_gt_entries(data: dict, path: Path | None) -> None:
 def _check_gt_images(images: list[tuple[Any, int, int]], path: Path | None) -> None:
     """The global image rules before any prediction is read (so a GT fault is never blamed on the
     predictions): unique ids, and the pixel limit (``entitykit.limits``)."""
-    from ..limits import check_pixels  # noqa: PLC0415
+    from ..limits import check_pixels, max_pixels  # noqa: PLC0415
 
     seen: set = set()
+    limit = max_pixels() if images else 0  # read once; check_pixels words the refusal
     for iid, h, w in images:
         if iid in seen:
             raise DatasetError(f"duplicate image id {iid!r}", path, f"image {iid!r}")
         seen.add(iid)
-        check_pixels(h, w, path, f"image {iid!r}")
+        if limit and h * w > limit:
+            check_pixels(h, w, path, f"image {iid!r}")
 
 
 def _check_gt_rles(images: list[tuple[Any, int, int]], anns: list[tuple[Any, Any, Any]], path: Path | None) -> None:
@@ -216,33 +219,48 @@ def _check_gt_rles(images: list[tuple[Any, int, int]], anns: list[tuple[Any, Any
 
 
 def _check_gt_rle_columns(images: list[tuple[Any, int, int]], cols: Any, path: Path | None) -> None:
-    """:func:`_check_gt_rles`' size rule on the compiled reader's columns (one pass over image ids)."""
-    if not len(cols):
+    """:func:`_check_gt_rles`' size rule on the compiled reader's columns (vectorised; the scanner's
+    image ids are integers, so only images with integer ids can match)."""
+    known = [(i, h, w) for i, h, w in images if type(i) is int]
+    if not len(cols) or not known:
         return
-    lut = {iid: (h, w) for iid, h, w in images}
-    want = np.array([lut.get(i, (-1, -1)) for i in cols.image_id.tolist()], np.int64).reshape(-1, 2)
-    bad = np.flatnonzero((want[:, 0] >= 0) & ((cols.size[:, 0] != want[:, 0]) | (cols.size[:, 1] != want[:, 1])))
+    ref = np.array(known, np.int64).reshape(-1, 3)
+    ref = ref[np.argsort(ref[:, 0], kind="stable")]
+    pos = np.minimum(np.searchsorted(ref[:, 0], cols.image_id), len(ref) - 1)
+    want = ref[pos, 1:]
+    same = ref[pos, 0] == cols.image_id
+    bad = np.flatnonzero(same & ((cols.size[:, 0] != want[:, 0]) | (cols.size[:, 1] != want[:, 1])))
     if bad.size:
         k = int(bad[0])
         raise DatasetError(f"RLE size {cols.size[k].tolist()} differs from the image's [height, width] "
-                           f"{want[k].tolist()}", path, f"annotation id {int(cols.id[k])} (image {cols.image_id[k]!r})")
+                           f"{want[k].tolist()}", path,
+                           f"annotation id {int(cols.id[k])} (image {int(cols.image_id[k])!r})")
 
 
 def load_gt(gt: Any, *, gt_png_dir: str | Path | None = None, crowd: str = "void") -> LoadedGT:
-    """An entity dataset (path, dict or object with .images/.annotations) or COCO panoptic JSON."""
+    """An entity dataset (path, dict or object with .images/.annotations), a sharded entity dataset
+    (its folder or manifest.json; ``entitykit.shards``) or COCO panoptic JSON.
+
+    A sharded dataset is read through the dataset layer (each shard checked, then the cross-shard
+    rules) and held whole: scoring needs every ground-truth entity at once."""
     if hasattr(gt, "images") and hasattr(gt, "annotations"):
         where = getattr(gt, "path", None)
         return LoadedGT(list(gt.images), list(gt.annotations), "entity", str(where) if where else None)
+    if isinstance(gt, (str, Path)):
+        from ..shards import is_sharded  # noqa: PLC0415
+
+        if is_sharded(gt):
+            from ..dataset import EntityDataset  # noqa: PLC0415
+
+            ds = EntityDataset.load(gt)
+            return LoadedGT(list(ds.images), list(ds.annotations), "entity-shards", str(gt))
     kind = formats.sniff(gt, role="gt")  # a path: read once (the fast reader first), never parsed twice
     path, data = kind.path, kind.data
     if kind.kind == formats.ENTITY:
-        if hasattr(data, "images"):  # the typed fast reader: types and ranges already checked by msgspec
-            images = [(im.id, im.height, im.width) for im in data.images]
+        if hasattr(data, "images"):  # the compiled reader: annotations as typed columns, images as checked dicts
+            images = [(im["id"], im["height"], im["width"]) for im in data.images]
             _check_gt_images(images, path)
-            if isinstance(data.annotations, list):
-                _check_gt_rles(images, [(a.id, a.image_id, a.segmentation) for a in data.annotations], path)
-            else:  # the compiled reader's columns: the same size rule, vectorised
-                _check_gt_rle_columns(images, data.annotations, path)
+            _check_gt_rle_columns(images, data.annotations, path)
             return LoadedGT(data.images, data.annotations, "entity", str(path) if path else None)
         _check_gt_entries(data, path)  # what the typed reader declined: the dataset layer's entry rules
         images = [(im["id"], im["height"], im["width"]) for im in data["images"]]
@@ -258,13 +276,11 @@ def load_gt(gt: Any, *, gt_png_dir: str | Path | None = None, crowd: str = "void
             f"COCO panoptic ground truth needs its PNG folder ({looked}); give it with --gt-png-dir DIR, "
             f"or convert it once: entitykit convert coco-panoptic {path or 'FILE'} PNG_DIR "
             "-o entities.json", path)
-    try:
-        from ..convert.coco_panoptic import convert_coco_panoptic  # the converter's rules
-    except ImportError:
-        convert_coco_panoptic = None
-    if convert_coco_panoptic is None or path is None:
+    if path is None:  # an in-memory dict (with gt_png_dir)
         images, anns = panoptic_entities(data, png_dir, path, crowd=crowd)
-        return LoadedGT(images, anns, "coco-panoptic", str(path) if path else None)
+        return LoadedGT(images, anns, "coco-panoptic", None)
+    from ..convert.coco_panoptic import convert_coco_panoptic  # noqa: PLC0415  (the converter's rules)
+
     ds = convert_coco_panoptic(path, png_dir, crowd=crowd)
     return LoadedGT(list(ds.images), list(ds.annotations), "coco-panoptic", str(path))
 
@@ -273,20 +289,25 @@ def load_gt(gt: Any, *, gt_png_dir: str | Path | None = None, crowd: str = "void
 # Predictions
 
 
-def _image_dicts(images: list) -> list:
-    if images and not isinstance(images[0], dict):
-        out = []
-        for im in images:
-            d = {"id": im.id, "height": im.height, "width": im.width}
-            if getattr(im, "source_id", None) is not None:
-                d["source_id"] = im.source_id
-            out.append(d)
-        return out
+def _images_by_id(gt_images: list) -> dict:
+    """Image id → the GT image dict; a converted dataset's original id (``source_id``: converters
+    renumber e.g. Cityscapes' string ids) names the same image, unless it is another image's id."""
+    images = {im["source_id"]: im for im in gt_images if im.get("source_id") is not None}
+    images.update({im["id"]: im for im in gt_images})
     return images
 
 
+def _dataset_ids(cols: Any, images: dict) -> Any:
+    """The scanner's int64 image ids, with int ``source_id`` aliases turned into the dataset's ids."""
+    alias = {k: im["id"] for k, im in images.items() if type(k) is int and k != im["id"]}
+    if alias and len(cols):
+        ids = [alias.get(i, i) for i in cols.image_id.tolist()]
+        cols.image_id = np.array(ids, np.int64) if all(type(i) is int for i in ids) else ids
+    return cols
+
+
 def detect_format(pred: Any) -> tuple[str, Any, Path | None]:
-    """(format, parsed JSON / fast reader's records or None, JSON path). What the file is is
+    """(format, parsed JSON, the compiled reader's columns or None, JSON path). What the file is is
     decided by ``formats.sniff``; a file that is no prediction format gets its diagnosis."""
     kind = formats.sniff(pred, role="pred")
     if kind.fmt is None:
@@ -310,15 +331,18 @@ def load_predictions(pred: Any, gt_images: list, *, fmt: str = "auto", pred_png_
         raise PredictionError(f"--format {fmt} given, but the file is {kind.description} ({found!r} predictions)",
                               path)
     spath = str(path) if path else None
-    from .ape import IndexLabels
+    from .ape import IndexLabels, pred_columns
 
+    images = _images_by_id(gt_images)
     if kind.kind == formats.COCO_RESULTS_DICT:  # scored exactly as its annotations list would be
-        return LoadedPredictions(data["annotations"], IndexLabels("annotations"), "coco", spath)
+        cols = pred_columns(data["annotations"], IndexLabels("annotations"), path, images)
+        return LoadedPredictions(cols, cols.labels, "coco", spath)
     if found == "coco":
-        return LoadedPredictions(data, IndexLabels("result"), "coco", spath)
-    images = {im["id"]: im for im in _image_dicts(gt_images)}
-    # converted datasets renumber string image ids (Cityscapes) and keep the original as source_id
-    images.update({im["source_id"]: im for im in list(images.values()) if "source_id" in im})
+        if isinstance(data, list):  # parsed by json, or given in memory
+            cols = pred_columns(data, IndexLabels("result"), path, images)
+        else:  # the compiled reader's columns (or PredColumns given in memory)
+            cols = _dataset_ids(data, images)
+        return LoadedPredictions(cols, cols.labels, "coco", spath)
     if found == "entitykit":
         if path is None:
             raise PredictionError("entitykit predictions are read from their folder (the id maps live there); "
@@ -361,7 +385,9 @@ def load_predictions(pred: Any, gt_images: list, *, fmt: str = "auto", pred_png_
         s = e.get("score", MISSING_SCORE)
         items.append({"image_id": e["image_id"], "segmentation": e["segmentation"], "score": s})
         labels.append(f"segment {e['_segment_id']} of image {e['image_id']!r}")
-    return LoadedPredictions(items, labels, "panoptic", spath, warnings)
+    from .ape import pred_columns
+
+    return LoadedPredictions(pred_columns(items, labels, path, images), labels, "panoptic", spath, warnings)
 
 
 def predictions_records(data: object, path: Path) -> list:
@@ -446,4 +472,6 @@ def _load_entitykit(data: dict, path: Path, images: dict) -> LoadedPredictions:
             labels.append(f"id {sid} of image {iid!r}")
     if dropped:
         warnings.append(f"{dropped} listed prediction ids have no pixels in their id map and were skipped")
-    return LoadedPredictions(items, labels, "entitykit", str(path), warnings)
+    from .ape import pred_columns
+
+    return LoadedPredictions(pred_columns(items, labels, path, images), labels, "entitykit", str(path), warnings)

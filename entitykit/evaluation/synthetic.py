@@ -4,6 +4,12 @@ Each image gets a ground-truth partition (about a third each small / medium / la
 some void) and a non-overlapping prediction id map: jittered copies of most GT entities plus
 extra blobs, with scores quantised to 4 decimals so that ties occur. Everything is COCO RLE with
 str counts, ready for JSON.
+
+High-resolution sets (:func:`synth_coco_hires`, EntitySeg-size images: 3,000×2,000 px, ~100
+entities each) are painted on a grid ``coarse`` times smaller and enlarged by pixel repetition
+before encoding: the RLE is that of a full-size image (one run per column crossing, as a real mask
+of that size has), the boundaries are ``coarse``-pixel steps, and generation costs about what a
+COCO-size image does (painting 350 ellipses at full size took ~1.5 s per image, enlarging ~0.05 s).
 """
 
 from __future__ import annotations
@@ -74,17 +80,31 @@ def synth_image(rng: np.random.Generator, n_gt: float = 25, n_pred: float = 63, 
     return h, w, gt, pred, scores
 
 
+def _enlarge(id_map: np.ndarray, k: int) -> np.ndarray:
+    """Each pixel a k×k block (nearest-neighbour enlargement by an integer factor)."""
+    return id_map if k == 1 else np.repeat(np.repeat(id_map, k, axis=0), k, axis=1)
+
+
 def synth_coco(n_images: int, seed: int = 0, n_gt: float = 25, n_pred: float = 63, crowd_frac: float = 0.005,
-               shuffle_preds: bool = True, sources: tuple = ("coco", "ade20k", "cityscapes")):
+               shuffle_preds: bool = True, sources: tuple = ("coco", "ade20k", "cityscapes"),
+               size: tuple[int, int] | None = None, coarse: int = 1):
     """(gt_dataset_dict, results_list): a COCO instances GT (one category) and a COCO results list.
 
-    Images cycle through ``sources`` (the ``source`` of a merged entity dataset)."""
+    Images cycle through ``sources`` (the ``source`` of a merged entity dataset).
+    size: (height, width) of every image (default: COCO-like sizes drawn per image, :data:`SIZES`).
+    coarse: paint on a grid this many times smaller (size // coarse) and enlarge each pixel to a
+    coarse×coarse block (see the module docstring); 1 paints at full size. With the defaults the
+    data are those of earlier versions (same seed, same files)."""
+    if coarse < 1 or (size is not None and (size[0] % coarse or size[1] % coarse)):
+        raise ValueError(f"coarse must be ≥ 1 and divide the image size {size}, got {coarse}")
     rng = np.random.default_rng(seed)
     images, anns, results = [], [], []
     aid = 0
     for i in range(n_images):
         img_id = i + 1
-        h, w, gt, pred, scores = synth_image(rng, n_gt, n_pred)
+        h, w, gt, pred, scores = synth_image(rng, n_gt, n_pred,
+                                             None if size is None else (size[0] // coarse, size[1] // coarse))
+        h, w, gt, pred = h * coarse, w * coarse, _enlarge(gt, coarse), _enlarge(pred, coarse)
         images.append({"id": img_id, "file_name": f"{img_id:06d}.jpg", "height": h, "width": w,
                        "source": sources[i % len(sources)]})
         ids, rles, areas = encode_id_map(gt)
@@ -102,3 +122,16 @@ def synth_coco(n_images: int, seed: int = 0, n_gt: float = 25, n_pred: float = 6
     gt_dict = {"info": {"description": f"entitykit synthetic seed={seed}"}, "images": images, "annotations": anns,
                "categories": [{"id": 1, "name": "entity"}]}
     return gt_dict, results
+
+
+HIRES_SIZE = (2000, 3000)  # height, width: EntitySeg's images are mostly 2,000+ px wide
+
+
+def synth_coco_hires(n_images: int, seed: int = 0, size: tuple[int, int] = HIRES_SIZE, n_gt: float = 100,
+                     n_pred: float = 250, coarse: int = 4, **kw):
+    """A high-resolution :func:`synth_coco` set: ``size`` (height, width) images, 2,000×3,000 by
+    default, painted at ``size // coarse`` and enlarged (module docstring). Of the ``n_gt`` GT and
+    ``n_pred`` predicted entities painted per image about 90 and 100 stay visible (later entities
+    cover earlier ones; most extra predictions end under copies of GT entities), about 70 % of the GT
+    in COCO's "large" range. Generation: about 0.35 s per image on one core."""
+    return synth_coco(n_images, seed=seed, n_gt=n_gt, n_pred=n_pred, size=size, coarse=coarse, **kw)
