@@ -243,7 +243,8 @@ def read_json(path: str | Path, what: str = "JSON file") -> Any:
     except IsADirectoryError:
         raise EntityKitError(f"{what} is a folder, not a file", path) from None
     except json.JSONDecodeError as e:
-        raise EntityKitError(f"not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})", path) from None
+        msg = e.msg.removesuffix(" at")  # json's "Unterminated string starting at" names the place itself
+        raise EntityKitError(f"not valid JSON ({msg} at line {e.lineno}, column {e.colno})", path) from None
     except RecursionError:
         raise EntityKitError("JSON nested too deeply to parse (thousands of nested brackets): corrupt or not "
                              f"a {what}", path) from None

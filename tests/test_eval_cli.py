@@ -159,3 +159,13 @@ def test_sources_of_mixed_types_and_markup_are_printed_as_given(tmp_path):
     rows = [line.split()[0] for line in r.stdout.splitlines() if "│" in line]
     assert "3" in rows and "[bold]coco" in rows, r.stdout
     assert list(evaluate(tmp_path / "gt.json", tmp_path / "res.json").by_source) == [3, "[bold]coco"]
+
+
+def test_a_truncated_results_file_says_where_it_ends(files, tmp_path):
+    text = files["res"].read_text()
+    cut = text.index('"counts": "') + 20  # inside an RLE string
+    (tmp_path / "cut.json").write_text(text[:cut])
+    r = runner.invoke(app, ["eval", str(files["gt"]), str(tmp_path / "cut.json")])
+    assert r.exit_code == 1, r.output
+    assert "not valid JSON (Unterminated string starting at line 1, column" in r.output, r.output
+    assert " at at " not in r.output

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 
 import numpy as np
 import pytest
@@ -124,6 +125,21 @@ def test_bad_box_and_bad_rule_are_named(boxed, tmp_path):
     evaluate(copy.deepcopy(gt), f, area_rule="mask", overlap="allow")  # boxes ignored
     with pytest.raises(EntityKitError, match="unknown area rule"):
         evaluate(copy.deepcopy(gt), f, area_rule="box")
+
+
+@pytest.mark.parametrize("w, h, shown", [(float("nan"), 40, "nan × 40"), (float("inf"), 3, "inf × 3"),
+                                         (-30, 40, "-30 × 40"), (5, -0.5, "5 × -0.5")])
+@pytest.mark.parametrize("source", ["memory", "file"])
+def test_box_sizes_that_are_no_area_are_named(boxed, tmp_path, w, h, shown, source):
+    # pycocotools would take the product (NaN, inf, negative) as the area and score on
+    gt, res = boxed
+    res = copy.deepcopy(res)
+    res[3]["bbox"] = [1, 2, w, h]
+    f = tmp_path / "res.json"
+    f.write_text(json.dumps(res))  # json writes NaN / Infinity, which Python's reader and ours accept
+    with pytest.raises(PredictionError, match=rf"result \[3\]: bbox width and height must be finite and ≥ 0, got {re.escape(shown)}"):
+        evaluate(copy.deepcopy(gt), res if source == "memory" else f)
+    evaluate(copy.deepcopy(gt), f, area_rule="mask", overlap="allow")  # boxes ignored
 
 
 def test_resolved_masks_use_their_final_area():

@@ -281,7 +281,8 @@ def apply_area_rule(cols: PredColumns, rule: str, path: Any = None) -> tuple[str
     Raises:
         EntityKitError: an unknown rule.
         PredictionError: under the bbox rule, a bbox that is not four numbers (pycocotools would
-            fail on it), naming the result.
+            fail on it), or whose width or height is NaN, infinite or negative (pycocotools would
+            take the product as the area), naming the result.
     """
     if rule not in AREA_RULES:
         raise EntityKitError(f"unknown area rule {rule!r}; choose one of {AREA_RULES}")
@@ -294,7 +295,14 @@ def apply_area_rule(cols: PredColumns, rule: str, path: Any = None) -> tuple[str
         raise PredictionError("bbox is not [x, y, width, height] (four numbers); the first result has a bbox, so "
                               "its width × height is each result's area, as in pycocotools' loadRes (area_rule "
                               "'mask' ignores boxes)", path, cols.labels[int(bad[0])])
-    area = cols.box_wh[:, 0] * cols.box_wh[:, 1]
+    wh = cols.box_wh
+    wrong = np.flatnonzero((st == BOX_OK) & ~(np.isfinite(wh) & (wh >= 0)).all(axis=1))
+    if wrong.size:  # pycocotools would take NaN, ±inf or a negative product as the area
+        k = int(wrong[0])
+        raise PredictionError(f"bbox width and height must be finite and ≥ 0, got {wh[k, 0]:g} × {wh[k, 1]:g}; "
+                              "the first result has a bbox, so its width × height is each result's area, as in "
+                              "pycocotools' loadRes (area_rule 'mask' ignores boxes)", path, cols.labels[k])
+    area = wh[:, 0] * wh[:, 1]
     missing = st != BOX_OK
     area[missing] = np.nan
     cols.area_given = area
