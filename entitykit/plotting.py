@@ -35,6 +35,12 @@ def _figure(width_px: int, height_px: int):
     return fig
 
 
+def png_name_problem(path: str | Path) -> str | None:
+    """Why ``path`` cannot name a plot (they are PNG images: a ``.jpg`` name would hold PNG bytes)."""
+    suffix = Path(path).suffix
+    return None if suffix.lower() == ".png" else f"plots are PNG images: give a .png file name, not {suffix or 'no suffix'!r}"
+
+
 def _save(fig, path: str | Path) -> None:
     # no bbox_inches="tight": the PNG is exactly the size asked for; the constrained layout makes room
     fig.savefig(path, format="png", dpi=DPI, facecolor="white")

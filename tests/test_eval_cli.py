@@ -13,7 +13,9 @@ import pytest
 from typer.testing import CliRunner
 
 from entitykit.cli import app
+from entitykit.errors import EntityKitError
 from entitykit.evaluation import api, evaluate
+from entitykit.evaluation.report import write_pr_curves
 from entitykit.evaluation.synthetic import synth_coco
 
 runner = CliRunner()
@@ -169,3 +171,23 @@ def test_a_truncated_results_file_says_where_it_ends(files, tmp_path):
     assert r.exit_code == 1, r.output
     assert "not valid JSON (Unterminated string starting at line 1, column" in r.output, r.output
     assert " at at " not in r.output
+
+
+@pytest.mark.parametrize("name", ["curves.jpg", "curves"])
+def test_pr_curve_names_must_be_png(files, tmp_path, name):
+    r = runner.invoke(app, ["eval", str(files["gt"]), str(files["res"]), "--pr-curve", str(tmp_path / name)])
+    assert r.exit_code == 1 and "plots are PNG images: give a .png file name" in r.output, r.output
+    assert list(tmp_path.iterdir()) == [] and "APe50" not in r.output  # refused before scoring: nothing written
+    with pytest.raises(EntityKitError, match="give a .png file name"):  # the library's own check
+        api_result = evaluate(files["gt"], files["res"])
+        write_pr_curves(api_result, tmp_path / name)
+
+
+def test_dilation_ratio_with_mask_iou_is_named_as_ignored_and_empty_predictions_warn(files, tmp_path):
+    r = runner.invoke(app, ["eval", str(files["gt"]), str(files["res"]), "--dilation-ratio", "0.05"])
+    assert r.exit_code == 0 and "--dilation-ratio applies to Boundary APe" in r.output, r.output
+    r = runner.invoke(app, ["eval", str(files["gt"]), str(files["res"]), "--iou", "boundary", "--dilation-ratio", "0.05"])
+    assert r.exit_code == 0 and "--dilation-ratio applies" not in r.output, r.output
+    (tmp_path / "empty.json").write_text("[]")
+    res = evaluate(files["gt"], tmp_path / "empty.json")
+    assert res.warnings == ["the predictions hold no entity: every AP and AR is 0"] and max(res.stats) == 0

@@ -86,6 +86,7 @@ def eval_command(
     with --iou boundary or both."""
     from ..errors import EntityKitError
     from ..evaluation import evaluate
+    from ..evaluation.boundary import DEFAULT_DILATION_RATIO
     from ..evaluation.report import print_report, result_to_json, write_pr_curves, write_result_json
     from ..fileio import check_output
 
@@ -93,6 +94,12 @@ def eval_command(
         raise EntityKitError(f"--workers must be 0 (all cores) or a positive number, got {workers}")
     if worst < 0:
         raise EntityKitError(f"--worst must be 0 (hide) or a positive number, got {worst}")
+    if pr_curve is not None:
+        from ..plotting import png_name_problem  # noqa: PLC0415  (plotting imports matplotlib only when drawing)
+
+        why = png_name_problem(pr_curve)
+        if why:
+            raise EntityKitError(why, pr_curve)
     json_stdout = is_stdout(json_out)
     inputs = [gt, pred, gt_png_dir, pred_png_dir, pred / "predictions.json" if pred.is_dir() else None]
     curves = [] if pr_curve is None else [pr_curve, _boundary_png(pr_curve)] if iou is Iou.both else [pr_curve]
@@ -100,6 +107,9 @@ def eval_command(
     for out in files:  # before any work: never over an input, a folder or under a file
         check_output(out, inputs=[*inputs, *(o for o in files if o is not out)])
     kinds = ("mask", "boundary") if iou is Iou.both else iou.value
+    if iou is Iou.mask and dilation_ratio != DEFAULT_DILATION_RATIO and not quiet:
+        err_console.print("[yellow]warning:[/] --dilation-ratio applies to Boundary APe (--iou boundary or both); "
+                          "ignored with --iou mask", highlight=False)
     r = evaluate(gt, pred, gt_png_dir=gt_png_dir, pred_png_dir=pred_png_dir, pred_format=pred_format.value,
                  overlap=overlap.value, max_dets=max_dets, crowd=crowd.value, workers=workers, pq=not no_pq,
                  iou=kinds, dilation_ratio=dilation_ratio, area_rule=area_rule.value, progress=not quiet)

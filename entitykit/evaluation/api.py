@@ -171,6 +171,8 @@ def _evaluate(gt, pred, gt_png_dir, pred_png_dir, pred_format, overlap, max_dets
     t1 = time.perf_counter()
     inp = ape.prepare(g.images, g.annotations, p.items, gt_path=g.path, pred_path=p.path)
     timings["prepare"] = time.perf_counter() - t1
+    if inp.n_dt == 0:
+        warnings.append("the predictions hold no entity: every AP and AR is 0")
     steps.advance(1)
     steps.start(len(inp.img_ids), "scoring (mask IoU)")
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import EntityKitError
 from ..fileio import atomic_path, write_json
 from .ape import AREA_LBL, IOU_THRS, REC_THRS
 
@@ -181,9 +182,13 @@ def print_report(r, console, *, worst: int = 5) -> None:
 def write_pr_curves(r, path: str | Path, *, area: int = 0, size: tuple[int, int] = (720, 540)) -> None:
     """Interpolated precision vs recall at each IoU threshold (area range ``area``, largest
     max-dets), as drawn by pycocotools' accumulate; the legend gives each curve's AP (percent, two
-    decimals). Drawn by :func:`entitykit.plotting.pr_curves`; the PNG is ``size`` (width, height) px."""
-    from ..plotting import pr_curves  # noqa: PLC0415  (matplotlib is imported only when a chart is drawn)
+    decimals). Drawn by :func:`entitykit.plotting.pr_curves`; the PNG is ``size`` (width, height) px.
+    Raises EntityKitError when ``path`` does not end in ``.png``."""
+    from ..plotting import png_name_problem, pr_curves  # noqa: PLC0415  (matplotlib is imported only when a chart is drawn)
 
+    why = png_name_problem(path)
+    if why:
+        raise EntityKitError(why, path)
     o = r.options
     prec = r.precision[:, :, 0, area, -1]
     what = iou_label(r)
