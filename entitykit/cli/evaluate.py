@@ -94,18 +94,18 @@ def eval_command(
         raise EntityKitError(f"--workers must be 0 (all cores) or a positive number, got {workers}")
     if worst < 0:
         raise EntityKitError(f"--worst must be 0 (hide) or a positive number, got {worst}")
-    if pr_curve is not None:
-        from ..plotting import png_name_problem  # noqa: PLC0415  (plotting imports matplotlib only when drawing)
-
-        why = png_name_problem(pr_curve)
-        if why:
-            raise EntityKitError(why, pr_curve)
     json_stdout = is_stdout(json_out)
     inputs = [gt, pred, gt_png_dir, pred_png_dir, pred / "predictions.json" if pred.is_dir() else None]
     curves = [] if pr_curve is None else [pr_curve, _boundary_png(pr_curve)] if iou is Iou.both else [pr_curve]
     files = [o for o in (None if json_stdout else json_out, *curves) if o is not None]
     for out in files:  # before any work: never over an input, a folder or under a file
         check_output(out, inputs=[*inputs, *(o for o in files if o is not out)])
+    if pr_curve is not None:  # then what the plot needs: a PNG name
+        from ..plotting import png_name_problem  # noqa: PLC0415  (plotting imports matplotlib only when drawing)
+
+        why = png_name_problem(pr_curve)
+        if why:
+            raise EntityKitError(why, pr_curve)
     kinds = ("mask", "boundary") if iou is Iou.both else iou.value
     if iou is Iou.mask and dilation_ratio != DEFAULT_DILATION_RATIO and not quiet:
         err_console.print("[yellow]warning:[/] --dilation-ratio applies to Boundary APe (--iou boundary or both); "
