@@ -47,6 +47,7 @@ class CheckReport:
     annotations: int = 0
     problems: list[DatasetError] = field(default_factory=list)
     checked_image_files: bool = False
+    warnings: list[str] = field(default_factory=list)  # not wrong, but worth a look (e.g. unlisted shard files)
 
     @property
     def ok(self) -> bool:
@@ -59,6 +60,7 @@ class CheckReport:
             "images": self.images,
             "annotations": self.annotations,
             "checked_image_files": self.checked_image_files,
+            "warnings": list(self.warnings),
             "problems": [{"path": p.path, "item": p.item, "problem": p.problem} for p in self.problems],
         }
 
@@ -333,10 +335,15 @@ def check_dataset(
         parts = [(where, lambda: ds, None)]
         manifest = None
     else:
-        from .shards import read_manifest  # noqa: PLC0415
+        from .shards import read_manifest, unlisted_files  # noqa: PLC0415
 
         manifest = read_manifest(dataset)
         report = CheckReport(path=str(dataset))
+        stray = unlisted_files(manifest)
+        if stray:
+            shown = ", ".join(stray[:5]) + (f" … ({len(stray) - 5} more)" if len(stray) > 5 else "")
+            report.warnings.append(f"{manifest.path}: {len(stray)} shard-like file(s) in the dataset's folder that "
+                                   f"the manifest does not list (ignored by every reader): {shown}")
         parts = [(str(manifest.shard_path(e)), lambda e=e: load_shard(manifest, e, image_root), e)
                  for e in manifest.shards]
     current = {"where": report.path}

@@ -326,6 +326,34 @@ def write_manifest(folder: str | Path, manifest: Manifest | dict[str, Any], *, n
     return path
 
 
+SHARD_SUFFIXES = (".json", ".h5")  # the files a shard can be (KINDS: an entity JSON or a pack's HDF5 shard)
+
+
+def unlisted_files(manifest: Manifest) -> list[str]:
+    """Shard-like files (``.json``/``.h5``) in the folders that hold ``manifest``'s shards which the
+    manifest does not list: left by an earlier run, copied in by hand, or a shard whose entry was
+    lost. Readers ignore them (a dataset is what its manifest lists), so they are a warning for
+    ``check``, not a problem. The manifest itself, part manifests (``part-K-of-N.json``), ``.progress/``
+    and temporary files (names starting with ``.``) are not listed. Returns paths relative to the
+    manifest's folder, sorted."""
+    listed = {s.file for s in manifest.shards}
+    folders = {(manifest.root / s.file).parent for s in manifest.shards} | {manifest.root}
+    found = []
+    for folder in folders:
+        try:
+            children = list(folder.iterdir())
+        except OSError:
+            continue
+        for f in children:
+            if (f.suffix not in SHARD_SUFFIXES or f.name.startswith(".") or f.name == MANIFEST
+                    or PART_RE.match(f.name) or not f.is_file()):
+                continue
+            rel = f.relative_to(manifest.root).as_posix()
+            if rel not in listed:
+                found.append(rel)
+    return sorted(found)
+
+
 def manifest_text(data: dict[str, Any]) -> str:
     """The manifest as written: one key per line, one shard entry per line (compact, diffable)."""
     def dumps(v: Any) -> str:

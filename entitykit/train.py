@@ -674,7 +674,8 @@ def _open_val(path: str):
     """The validation dataset, opened before training starts (a bad file stops the run before it is written)."""
     from .dataset import EntityDataset  # noqa: PLC0415
 
-    return EntityDataset.open(path, need_image_root=True)  # the dataset layer's rules, as for --train
+    # every rule of check but the image files, as for --train: scored after training steps, so refused up front
+    return EntityDataset.open(path, need_image_root=True, validate="full")
 
 
 @torch.no_grad()

@@ -12,6 +12,8 @@ directly; entitykit reads the imported file. Everything the heads see must agree
 
 from __future__ import annotations
 
+import shutil
+
 import re
 from pathlib import Path
 
@@ -89,7 +91,8 @@ def r50(tmp_path_factory):
     state = authors_state()
     torch.save({"model": state, "iteration": 89999}, d / "R_50_1x.pth")
     report = import_authors_checkpoint(d / "R_50_1x.pth", d / "r50.safetensors")
-    return state, report, d
+    yield state, report, d
+    shutil.rmtree(d, ignore_errors=True)  # ~300 MB: not kept past this module (CI's disk is small)
 
 
 # -------------------------------------------------------------------------------------- reference
@@ -274,6 +277,7 @@ def test_missing_extra_and_misshaped_keys_are_named(tmp_path):
             import_authors_checkpoint(tmp_path / f"{name}.pth", tmp_path / f"{name}.safetensors")
         assert key in str(e.value) and f"{name}.pth" in str(e.value), str(e.value)
         assert not (tmp_path / f"{name}.safetensors").exists()
+        (tmp_path / f"{name}.pth").unlink()  # ~150 MB each: CI's disk is small
 
 
 @pytest.mark.parametrize("dcn", [(), (3, 4, 5)])

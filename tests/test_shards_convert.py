@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
+from _shards_helpers import dataset_files, entitykit, kill_when_blocked
 from entitykit.convert import convert_sam, convert_sam_sharded, merge_parts
 from entitykit.dataset import EntityDataset
 from entitykit.errors import DatasetError, EntityKitError
@@ -47,17 +48,6 @@ def write_sam_inputs(folder: Path, n: int, *, masks: int = 7, seed: int = 0) -> 
                 "annotations": anns}
         (folder / f"sa_{i:03d}.json").write_text(json.dumps(data))
     return folder
-
-
-def dataset_files(folder: Path) -> dict[str, bytes]:
-    """The files that make the dataset: manifest.json and every shard it lists."""
-    names = [MANIFEST] + [s.file for s in read_manifest(folder).shards]
-    return {n: (folder / n).read_bytes() for n in names}
-
-
-def entitykit(*args: str, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "entitykit", *map(str, args)], capture_output=True, text=True,
-                          timeout=120, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -160,19 +150,7 @@ def test_killed_run_resumes_to_the_same_bytes(sam_in, tmp_path):
     out = tmp_path / "out"
     argv = [sys.executable, "-m", "entitykit", "convert", "sam", str(inputs), "--rule", "score", "-o", str(out),
             "--shard-images", "3", "-j", "1", "-q"]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 60
-        while not (out / ".progress" / "shard-00001.json").exists():
-            assert proc.poll() is None, proc.stderr.read().decode()
-            assert time.monotonic() < deadline, "the run never finished two shards"
-            time.sleep(0.02)
-        time.sleep(0.3)  # now blocked on the FIFO, inside shard 2
-        assert proc.poll() is None
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    pid = kill_when_blocked(argv, out, "shard-00001.json")  # killed while blocked inside shard 2
     assert not (out / MANIFEST).exists() and not (out / "shard-00002.json").exists()
     blocker.unlink()
     blocker.write_bytes(real)
@@ -185,7 +163,7 @@ def test_killed_run_resumes_to_the_same_bytes(sam_in, tmp_path):
     kept = (out / "shard-00000.json").stat().st_ino
     with open(out / "shard-00001.json", "ab") as f:  # damaged after its record was written
         f.write(b" ")
-    torn = out / f".shard-00002.json.{proc.pid}.x.tmp"  # what atomic_path leaves when killed mid-write
+    torn = out / f".shard-00002.json.{pid}.x.tmp"  # what atomic_path leaves when killed mid-write
     torn.mkdir()
     (torn / "out").write_text('{"images": [')
 

@@ -468,3 +468,18 @@ def test_train_refuses_the_masks_check_refuses(tiny_data, tmp_path, kind, form):
     assert code == 1, lines
     assert lines[-1] == f"error: {report.problems[0]}", lines  # the same line as check's first problem
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("kind", ["short-runs", "overlap"])
+def test_train_refuses_a_val_set_the_masks_check_refuses(tiny_data, tmp_path, kind):
+    """--val is scored only after training steps: a mask the scorer would trip on is refused when the
+    run starts, with check's first problem, and no run folder is written."""
+    from entitykit.check import check_dataset
+
+    bad = _bad_masks(tiny_data, tmp_path / "bad.json", kind)
+    report = check_dataset(bad, check_images=False)
+    assert report.problems, "the edit must make an invalid dataset"
+    code, lines = _cli("train", "--train", tiny_data, "--val", bad, "-o", tmp_path / "run", "--max-iter", "2", *_TINY)
+    assert code == 1, lines
+    assert lines[-1].startswith(f"error: {report.problems[0]}"), lines
+    assert not (tmp_path / "run").exists()

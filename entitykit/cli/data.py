@@ -34,7 +34,7 @@ def _workers(n: int) -> int:
     return worker_count(n)
 
 
-OUTPUT = typer.Option(..., "--output", "-o", help="Entity dataset JSON to write.")
+OUTPUT = typer.Option(..., "--output", "-o", help="Entity dataset JSON to write (a folder with --shard-images).")
 WORKERS = typer.Option(0, "--workers", "-j", help="Worker processes (0 = all cores).")
 KEEP_GOING = typer.Option(False, "--keep-going", help="Record problems and go on: skip bad images, drop bad segments.")
 ID_MAPS = typer.Option(None, "--id-maps", help="Also write per-image id-map PNGs (the paper's P) to this folder.")
@@ -42,7 +42,7 @@ ID_MAP_FORMAT = typer.Option("png16", help=ID_MAP_FORMAT_HELP)
 NO_PREVIEWS = typer.Option(False, "--no-previews", help="Skip the coloured previews of the id maps (previews/<name>.png; a 16-bit id map looks black in viewers).")
 VERBOSE = typer.Option(False, "--verbose", "-v", help=f"List every recorded problem (not only the first {PROBLEMS_SHOWN}).")
 IGNORE_EXIF = typer.Option(False, "--ignore-exif", help="Read images' stored pixels, ignoring their EXIF orientation (for datasets annotated on the un-rotated bitmap).")
-SHARD_IMAGES = typer.Option(0, "--shard-images", help="Write a sharded dataset folder (-o) of shards of N input files each, streaming (memory: one shard); 0 = one JSON file.")
+SHARD_IMAGES = typer.Option(0, "--shard-images", help="Write a sharded dataset folder (-o) of shards of N input images (files) each, streaming (memory: one shard); 0 = one JSON file.")
 SHARD = typer.Option(None, "--shard", help="K/N: convert only the K-th of N parts (one machine of N; 1 ≤ K ≤ N), then join the parts with entitykit shards merge.")
 RESUME = typer.Option(False, "--resume", help="Continue an interrupted sharded conversion: keep finished shards (SHA-256 checked), redo the rest.")
 CROWD = typer.Option("void", help="Crowd regions: void (dropped, as the paper's authors did) or keep (iscrowd=1, ignored by scoring).")
@@ -62,12 +62,23 @@ def convert_coco_panoptic_cmd(
     id_maps: Optional[Path] = ID_MAPS,
     id_map_format: IdMapFormat = ID_MAP_FORMAT,
     no_previews: bool = NO_PREVIEWS,
+    shard_images: int = SHARD_IMAGES,
+    shard: Optional[str] = SHARD,
+    resume: bool = RESUME,
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
 ) -> None:
-    """COCO panoptic (also ADE20K / Cityscapes panoptic) → entities: every non-crowd segment is one entity."""
-    from ..convert import convert_coco_panoptic
+    """COCO panoptic (also ADE20K / Cityscapes panoptic) → entities: every non-crowd segment is one entity.
 
+    With --shard-images N the output is a sharded dataset folder (docs/sharding.md): streaming,
+    resumable (--resume), and split over machines with --shard K/N."""
+    from ..convert import convert_coco_panoptic, convert_coco_panoptic_sharded
+
+    if _sharded_options(shard_images, shard, resume, id_maps):
+        return _print_shard_run(convert_coco_panoptic_sharded(
+            panoptic_json, output, png_dir, shard_images=shard_images, part=shard, resume=resume, image_root=images,
+            crowd=crowd, source=source, workers=_workers(workers), keep_going=keep_going, progress=not quiet),
+            verbose, quiet)
     _outputs(output, id_maps, panoptic_json, png_dir, images)
     ds = convert_coco_panoptic(
         panoptic_json,
@@ -122,12 +133,22 @@ def convert_cityscapes_cmd(
     id_maps: Optional[Path] = ID_MAPS,
     id_map_format: IdMapFormat = ID_MAP_FORMAT,
     no_previews: bool = NO_PREVIEWS,
+    shard_images: int = SHARD_IMAGES,
+    shard: Optional[str] = SHARD,
+    resume: bool = RESUME,
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
 ) -> None:
-    """Cityscapes gtFine (instanceIds) → entities: 19 evaluated classes, thing pixels without instance = crowd."""
-    from ..convert import convert_cityscapes
+    """Cityscapes gtFine (instanceIds) → entities: 19 evaluated classes, thing pixels without instance = crowd.
 
+    With --shard-images N the output is a sharded dataset folder (docs/sharding.md): streaming,
+    resumable (--resume), and split over machines with --shard K/N."""
+    from ..convert import convert_cityscapes, convert_cityscapes_sharded
+
+    if _sharded_options(shard_images, shard, resume, id_maps):
+        return _print_shard_run(convert_cityscapes_sharded(
+            root, output, split=split, shard_images=shard_images, part=shard, resume=resume, crowd=crowd,
+            source=source, workers=_workers(workers), keep_going=keep_going, progress=not quiet), verbose, quiet)
     _outputs(output, id_maps, root)
     ds = convert_cityscapes(root, split, crowd=crowd, source=source, workers=_workers(workers), keep_going=keep_going,
                             progress=not quiet)
@@ -151,12 +172,23 @@ def convert_ade20k_cmd(
     id_maps: Optional[Path] = ID_MAPS,
     id_map_format: IdMapFormat = ID_MAP_FORMAT,
     no_previews: bool = NO_PREVIEWS,
+    shard_images: int = SHARD_IMAGES,
+    shard: Optional[str] = SHARD,
+    resume: bool = RESUME,
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
 ) -> None:
-    """ADE20K → entities: stuff classes from the semantic map, instances overwrite (or the full _seg.png form)."""
-    from ..convert import convert_ade20k
+    """ADE20K → entities: stuff classes from the semantic map, instances overwrite (or the full _seg.png form).
 
+    With --shard-images N the output is a sharded dataset folder (docs/sharding.md): streaming,
+    resumable (--resume), and split over machines with --shard K/N."""
+    from ..convert import convert_ade20k, convert_ade20k_sharded
+
+    if _sharded_options(shard_images, shard, resume, id_maps):
+        return _print_shard_run(convert_ade20k_sharded(
+            root, output, split=split, form=form, shard_images=shard_images, part=shard, resume=resume,
+            semantic_dir=semantic_dir, instance_dir=instance_dir, image_dir=image_dir, semantic_only=semantic_only,
+            source=source, workers=_workers(workers), keep_going=keep_going, progress=not quiet), verbose, quiet)
     _outputs(output, id_maps, root)
     ds = convert_ade20k(root, split, form=form, semantic_dir=semantic_dir, instance_dir=instance_dir,
                         image_dir=image_dir, semantic_only=semantic_only, source=source, workers=_workers(workers),
@@ -178,12 +210,23 @@ def convert_entityseg_cmd(
     id_maps: Optional[Path] = ID_MAPS,
     id_map_format: IdMapFormat = ID_MAP_FORMAT,
     no_previews: bool = NO_PREVIEWS,
+    shard_images: int = SHARD_IMAGES,
+    shard: Optional[str] = SHARD,
+    resume: bool = RESUME,
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
 ) -> None:
-    """EntitySeg → entities: validated, counts normalised, RLE size checked against each image, class kept as provenance."""
-    from ..convert import convert_entityseg
+    """EntitySeg → entities: validated, counts normalised, RLE size checked against each image, class kept as provenance.
 
+    With --shard-images N the output is a sharded dataset folder (docs/sharding.md): streaming,
+    resumable (--resume), and split over machines with --shard K/N."""
+    from ..convert import convert_entityseg, convert_entityseg_sharded
+
+    if _sharded_options(shard_images, shard, resume, id_maps):
+        return _print_shard_run(convert_entityseg_sharded(
+            annotation_json, output, shard_images=shard_images, part=shard, resume=resume, image_root=images,
+            overlap=overlap, crowd=crowd, source=source, workers=_workers(workers), keep_going=keep_going,
+            progress=not quiet), verbose, quiet)
     _outputs(output, id_maps, annotation_json, images)
     ds = convert_entityseg(annotation_json, image_root=images, overlap=overlap, crowd=crowd, source=source,
                            workers=_workers(workers), keep_going=keep_going, progress=not quiet)
@@ -219,12 +262,10 @@ def convert_sam_cmd(
     from ..convert import convert_sam, convert_sam_sharded
 
     if _sharded_options(shard_images, shard, resume, id_maps):
-        run = convert_sam_sharded(inputs, output, rule=rule, shard_images=shard_images, part=shard, resume=resume,
-                                  score_key=score_key, min_area=min_area, image_root=images, image_ext=image_ext,
-                                  source=source, workers=_workers(workers), keep_going=keep_going, progress=not quiet)
-        if not quiet:
-            _print_shard_run(run, verbose)
-        return
+        return _print_shard_run(convert_sam_sharded(
+            inputs, output, rule=rule, shard_images=shard_images, part=shard, resume=resume, score_key=score_key,
+            min_area=min_area, image_root=images, image_ext=image_ext, source=source, workers=_workers(workers),
+            keep_going=keep_going, progress=not quiet), verbose, quiet)
     _outputs(output, id_maps, inputs, images)
     ds = convert_sam(inputs, rule=rule, score_key=score_key, min_area=min_area, image_root=images, image_ext=image_ext,
                      source=source, workers=_workers(workers), keep_going=keep_going, progress=not quiet)
@@ -248,7 +289,10 @@ def _sharded_options(shard_images: int, shard: Optional[str], resume: bool, id_m
     return True
 
 
-def _print_shard_run(run, verbose: bool) -> None:
+def _print_shard_run(run, verbose: bool, quiet: bool = False) -> None:
+    """What a sharded conversion did (nothing with ``quiet``)."""
+    if quiet:
+        return
     part = f" (part {run.part[0]}/{run.part[1]})" if run.part else ""
     table = Table(title=f"converted → {escape(str(run.output))}{part}", show_header=False)
     table.add_column(style="bold", no_wrap=True)
@@ -384,6 +428,8 @@ def check(
             err_console.print(f"[red]✗[/] {escape(_one_line(str(p)))}", highlight=False, soft_wrap=True)
         if len(report.problems) > len(shown):
             err_console.print(f"[red]… {len(report.problems) - len(shown)} more[/] (--verbose lists them all)", highlight=False)
+        for w in report.warnings:
+            err_console.print(f"[yellow]warning:[/] {escape(_one_line(w))}", highlight=False, soft_wrap=True)
         if not quiet:
             files = "image files checked" if report.checked_image_files else "image files not checked (no image folder)"
             status = "[green]OK[/]" if report.ok else f"[red]{len(report.problems)} problem(s)[/]"

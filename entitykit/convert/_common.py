@@ -215,6 +215,7 @@ def assemble(
     plan_problems: list[DatasetError] = (),  # type: ignore[assignment]
     image_root: str | Path | None = None,
     positions: range | None = None,
+    source_image_ids: bool = False,
     extra_info: dict[str, Any] | None = None,
     file_names: FileNames | None = None,
     keep_going: bool = False,
@@ -226,8 +227,10 @@ def assemble(
     position of each result's input among ALL inputs of a sharded conversion, ``results[i]`` ↔
     ``positions[i]``), ids depend only on that position, never on how the inputs were split:
     image id = position + 1 (the source's id kept as ``source_id``), annotation id =
-    position × :data:`ANN_ID_STRIDE` + k for its k-th annotation (k = 1, 2, …). Raises
-    :class:`DatasetError` for an image with ≥ ``ANN_ID_STRIDE`` annotations in that mode.
+    position × :data:`ANN_ID_STRIDE` + k for its k-th annotation (k = 1, 2, …); with
+    ``source_image_ids`` too, the image id is the source's own (an integer, unique: the caller
+    checked) and no ``source_id`` is added. Raises :class:`DatasetError` for an image with
+    ≥ ``ANN_ID_STRIDE`` annotations in that mode.
 
     Every image passes :class:`FileNames` (``file_names``: the whole conversion's, for a
     sharded one; else a new one): an image whose file name (or id) another image already has
@@ -238,8 +241,10 @@ def assemble(
         file_names = FileNames()
     if positions is not None and len(positions) != len(results):
         raise ValueError(f"{len(positions)} positions for {len(results)} results")
-    string_ids = positions is not None or any(not isinstance(r.image.id, int) or isinstance(r.image.id, bool)
-                                               for r in results)
+    if source_image_ids and positions is None:
+        raise ValueError("source_image_ids needs positions")
+    string_ids = (positions is not None and not source_image_ids) or any(
+        not isinstance(r.image.id, int) or isinstance(r.image.id, bool) for r in results)
     images: list[dict[str, Any]] = []
     annotations: list[dict[str, Any]] = []
     problems = list(plan_problems)
@@ -253,7 +258,7 @@ def assemble(
             continue
         rec = res.image
         if positions is not None:
-            image_id = positions[i] + 1
+            image_id = rec.id if source_image_ids else positions[i] + 1
             if len(res.annotations) >= ANN_ID_STRIDE:
                 raise DatasetError(f"{len(res.annotations):,} entities: a sharded conversion numbers at most "
                                    f"{ANN_ID_STRIDE - 1:,} per image", rec.file_name, f"image {rec.id!r}")

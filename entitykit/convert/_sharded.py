@@ -1,9 +1,13 @@
 """Streaming, resumable, K/N-splittable conversion into a sharded dataset (:mod:`entitykit.shards`).
 
-A conversion's inputs (files, sorted) are cut into shards of ``shard_images`` consecutive inputs:
-shard ``i`` holds inputs ``[i·S, (i+1)·S)``. The cut depends only on the inputs and ``S``, never
-on how many machines or workers run it, and ids are a function of each input's position
-(:func:`entitykit.convert._common.assemble` with ``positions``), so every shard's bytes are fixed.
+A conversion's inputs (its units, one image each, in a fixed order: files sorted by name, or the
+images of one source JSON sorted by id) are cut into shards of ``shard_images`` consecutive
+inputs: shard ``i`` holds inputs ``[i·S, (i+1)·S)``. The cut depends only on the inputs and ``S``,
+never on how many machines or workers run it, and ids are the source's image ids or a function of
+each input's position (:func:`entitykit.convert._common.assemble` with ``positions``), so every
+shard's bytes are fixed. This module owns all of it (spans, names, settings and resume checks,
+records, manifests, merging); a converter only says how to convert one input
+(:func:`convert_to_shards`' ``work``).
 
 One run converts the shards of its part (``K/N``: the K-th of N contiguous runs of shards; all
 of them without a part), one shard at a time (memory: one shard's results), and for each:
@@ -53,6 +57,8 @@ from ..shards import (
 from ._common import ANN_ID_STRIDE, FileNames, ImageResult, assemble, ordered_pool
 
 SETTINGS_FILE = "settings.json"
+IDS_POSITION = f"image id = input position + 1; annotation id = position × {ANN_ID_STRIDE} + k"
+IDS_SOURCE = f"image id = the source's; annotation id = input position × {ANN_ID_STRIDE} + k"
 PROBLEMS_KEPT = 1000  # problems a run keeps in memory to report (every one is in its shard's info)
 
 
@@ -217,8 +223,8 @@ def _check_output(out: Path, settings: dict[str, Any], names: list[str], part: t
 
 def convert_to_shards(
     output: str | Path,
-    units: Sequence[str],
-    work: Callable[[tuple[int, str]], ImageResult],
+    units: Sequence[Any],
+    work: Callable[[tuple[int, Any]], ImageResult],
     *,
     settings: dict[str, Any],
     source: str,
@@ -234,24 +240,44 @@ def convert_to_shards(
     split: str | None = None,
     inputs: Sequence[str | Path] = (),
     label: str = "convert",
+    unit_name: Callable[[Any], str] = str,
+    image_ids: Sequence[int] | None = None,
+    listing: Sequence[str | Path] | None = None,
+    plan_problems: Sequence[DatasetError] = (),
 ) -> ShardRun:
-    """Convert ``units`` (input paths, in their fixed order) into shards under ``output``.
+    """Convert ``units`` (one image each, in their fixed order) into shards under ``output``.
 
     ``work((position, unit))`` → the input's :class:`ImageResult` (a picklable module-level
-    function or ``functools.partial`` when ``workers`` > 1). ``settings``: everything that decides
-    the output's bytes (converter options; ``shard_images`` and the inputs' listing are added
-    here); a resumed run or another part must give the same. Memory: one shard's results.
-    Raises :class:`EntityKitError` for a refused output (see :func:`_check_output`) and the first
-    problem of an input unless ``keep_going`` (finished shards stay: resume continues).
+    function or ``functools.partial`` when ``workers`` > 1; ``unit`` is sent to the worker, so
+    keep it small: a path, or one image's job). ``unit_name(unit)``: the input file a message
+    names (default ``str``). ``settings``: everything that decides the output's bytes (converter
+    options; ``shard_images`` and the inputs' listing are added here); a resumed run or another
+    part must give the same. ``listing``: the files whose names and sizes fingerprint the inputs
+    (:func:`listing_digest`; default ``units``, which must then be paths).
+
+    Ids: ``image_ids`` None → image id = position + 1 (the source's kept as ``source_id``);
+    else the source's integer image id of each unit, strictly increasing in unit order (so
+    shards' id ranges are disjoint). Annotation id = position × ``ANN_ID_STRIDE`` + k either way.
+    ``plan_problems``: problems found while listing the units that belong to no unit (with
+    ``keep_going``), recorded in shard 0's ``info.conversion.problems``. Memory: one shard's
+    results. Raises :class:`EntityKitError` for a refused output (see :func:`_check_output`) and
+    the first problem of an input unless ``keep_going`` (finished shards stay: resume continues).
     """
     out = Path(output)
     part = parse_part(part)
     spans = shard_spans(len(units), shard_images)
     if not spans:
         raise DatasetError("no inputs to convert", str(inputs[0]) if inputs else None)
+    if image_ids is not None:
+        if len(image_ids) != len(units):
+            raise ValueError(f"{len(image_ids)} image ids for {len(units)} units")
+        bad = next((k for k, v in enumerate(image_ids) if not isinstance(v, int) or isinstance(v, bool)
+                    or (k and v <= image_ids[k - 1])), None)
+        if bad is not None:
+            raise ValueError(f"image_ids must be strictly increasing integers (position {bad}: {image_ids[bad]!r})")
     settings = {**settings, "shard_images": shard_images, "input_files": len(units),
-                "input_listing_sha256": listing_digest(units),
-                "ids": f"image id = input position + 1; annotation id = position × {ANN_ID_STRIDE} + k"}
+                "input_listing_sha256": listing_digest(units if listing is None else listing),
+                "ids": IDS_POSITION if image_ids is None else IDS_SOURCE}
     if image_root is not None:
         settings["image_root"] = _relative_root(image_root, out)
     mine = part_shards(len(spans), part)
@@ -264,8 +290,14 @@ def convert_to_shards(
     run = ShardRun(out, out, part, [], total_shards=len(spans))
     from ..progress import progress_bar  # noqa: PLC0415
 
+    def position(image_id: int) -> int:
+        return image_id - 1 if image_ids is None else bisect.bisect_left(image_ids, image_id)
+
+    def where_of(image_id: Any) -> str:
+        return unit_name(units[position(image_id)])
+
     total = sum(len(spans[i]) for i in mine)
-    file_names = FileNames(lambda image_id: str(units[image_id - 1]))  # this run's images: a file name twice is refused
+    file_names = FileNames(where_of)  # this run's images: a file name twice is refused
     with ordered_pool(workers) as pool, progress_bar(total, label, enabled=progress) as advance:
         for i, name in zip(mine, names):
             span = spans[i]
@@ -273,32 +305,56 @@ def convert_to_shards(
             if entry is not None:
                 for done in (out / name, _record_path(out, name)):  # a dead run's temporaries of a kept shard
                     remove_stale_temporaries(done)
-                _index_shard(file_names, out / name, lambda image: units[image["id"] - 1])
+                _index_shard(file_names, out / name, lambda image: where_of(image["id"]))
                 run.skipped += 1
                 advance(len(span))
             else:
                 entry = _convert_shard(out, name, i, spans, units, work, pool, advance, run,
                                        source=source, description=description, conversion=conversion,
-                                       image_root=image_root, keep_going=keep_going, file_names=file_names)
+                                       image_root=image_root, keep_going=keep_going, file_names=file_names,
+                                       source_ids=image_ids is not None,
+                                       plan_problems=list(plan_problems) if i == 0 else [])
                 run.converted += 1
             run.shards.append(entry)
     return _finish_run(run, settings, split, source, description, part, spans)
 
 
-def _convert_shard(out: Path, name: str, i: int, spans: list[range], units: Sequence[str],
-                   work: Callable[[tuple[int, str]], ImageResult], pool: Callable, advance: Callable[..., None],
+def by_source_id(jobs: Sequence[Any]) -> tuple[list[Any], list[int] | None]:
+    """The units of a conversion of one source JSON (COCO panoptic, EntitySeg) and their image ids
+    for :func:`convert_to_shards`: when every image id is an integer (unique: the converters check),
+    the jobs sorted by it and the source's ids kept (each shard's id range is then disjoint from
+    the others'); else (string ids, e.g. Cityscapes panoptic) the JSON's order and ids by position
+    (the source's kept as ``source_id``, as the single-file conversion does). ``jobs``: objects
+    with ``.image.id``."""
+    ids = [job.image.id for job in jobs]
+    if ids and all(isinstance(v, int) and not isinstance(v, bool) for v in ids):
+        order = sorted(range(len(jobs)), key=ids.__getitem__)
+        return [jobs[k] for k in order], [ids[k] for k in order]
+    return list(jobs), None
+
+
+def unit_job(unit: tuple[int, Any], fn: Callable[[Any], ImageResult]) -> ImageResult:
+    """``work`` for converters whose units are already their per-image jobs: ``fn(job)``, the
+    position unused (``functools.partial(unit_job, fn=...)``, picklable for worker processes)."""
+    return fn(unit[1])
+
+
+def _convert_shard(out: Path, name: str, i: int, spans: list[range], units: Sequence[Any],
+                   work: Callable[[tuple[int, Any]], ImageResult], pool: Callable, advance: Callable[..., None],
                    run: ShardRun, *, source: str, description: str, conversion: dict[str, Any],
-                   image_root: str | Path | None, keep_going: bool, file_names: FileNames) -> ShardEntry:
+                   image_root: str | Path | None, keep_going: bool, file_names: FileNames, source_ids: bool,
+                   plan_problems: list[DatasetError]) -> ShardEntry:
     """Convert shard ``i``, write it atomically, then its completion record; returns its entry."""
     span = spans[i]
     results: list[ImageResult] = []
-    for res in pool(work, [(p, str(units[p])) for p in span]):
+    for res in pool(work, [(p, units[p]) for p in span]):
         if res.problems and not keep_going:
             raise res.problems[0]
         results.append(res)
         advance()
     ds = assemble(results, source=source, description=description, conversion=conversion, images_in=len(span),
-                  image_root=image_root, positions=span, file_names=file_names, keep_going=keep_going,
+                  image_root=image_root, positions=span, source_image_ids=source_ids, file_names=file_names,
+                  keep_going=keep_going, plan_problems=plan_problems,
                   extra_info={"shard": {"index": i, "shards": len(spans), "inputs": [span.start, span.stop]}})
     del results
     problems = ds.info["conversion"]["problems"]
@@ -437,17 +493,27 @@ def merge_parts(parts: Sequence[str | Path], output: str | Path, *, progress: bo
             raise DatasetError(f"its shards record the image folder {root!r} relative to their folder, which means "
                                f"another folder from {out}; convert with an absolute --images, or merge into "
                                f"{m.root}", file_of[id(m)], "settings.image_root")
-    starts: list[int] = []  # first input position of each shard read, and its file: to name an image's shard
+    # to name an image's shard: the first image id each shard can hold (position + 1, or the source's
+    # ids, increasing from shard to shard), and its file
+    source_ids = first.settings.get("ids") == IDS_SOURCE
+    starts: list[int] = []
     shard_files: list[Path] = []
-    file_names = FileNames(lambda image_id: f"{shard_files[bisect.bisect_right(starts, image_id - 1) - 1]} "
-                                            f"(input #{image_id})")  # the parts were each checked alone: now together
+
+    def named(path: Path, image_id: Any) -> str:
+        return f"{path} (image {image_id!r})" if source_ids else f"{path} (input #{image_id})"
+
+    file_names = FileNames(lambda image_id: named(shard_files[bisect.bisect_right(starts, image_id - 1) - 1],
+                                                  image_id))  # the parts were each checked alone: now together
     for k in range(1, n + 1):
         m = by_k[k]
         for s in m.shards:
             path = m.shard_path(s)
-            starts.append(s.extra["inputs"][0] if isinstance(s.extra.get("inputs"), list) else 0)
+            if source_ids:
+                starts.append(s.image_ids[0] - 1 if s.image_ids else (starts[-1] if starts else 0))
+            else:
+                starts.append(s.extra["inputs"][0] if isinstance(s.extra.get("inputs"), list) else 0)
             shard_files.append(path)
-            _index_shard(file_names, path, lambda image, path=path: f"{path} (input #{image['id']})")
+            _index_shard(file_names, path, lambda image, path=path: named(path, image["id"]))
     out.mkdir(parents=True, exist_ok=True)
     shards: list[ShardEntry] = []
     for k in range(1, n + 1):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from ..errors import DatasetError, EntityKitError
 from ..images import read_label_png
 from ._common import (ImageRecord, ImageResult, Segment, annotations_from_id_map, assemble, collect, label_size,
                       run_ordered)
+from ._sharded import ShardRun, convert_to_shards, unit_job
 
 # ADE20K instance challenge class k (1-based) → SceneParse150 class id (1-based): the released
 # mapping table (CSAILVision `ade20k_instance_catid_mapping.txt`). The 100 values are the thing classes.
@@ -68,6 +70,21 @@ def read_class_names(path: Path) -> dict[int, str]:
     return names
 
 
+def _plan(root: str | Path, split: str, form: str, semantic_dir, instance_dir, image_dir, semantic_only: bool):
+    """(jobs, image folder, conversion record, label PNGs) of either form: one job per image, files sorted."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError("ADE20K folder not found", root)
+    if form == "challenge":
+        dirs = _challenge_dirs(root, split, semantic_dir, instance_dir, image_dir)
+        jobs, image_root, conv = _plan_challenge(root, *dirs, semantic_only)
+        return jobs, image_root, conv, _convert_challenge, [job.semantic for job in jobs]
+    if form == "full":
+        jobs, image_root, conv = _plan_full(root)
+        return jobs, image_root, conv, _convert_full, [job.seg for job in jobs]
+    raise DatasetError(f"unknown ADE20K form {form!r}; choose 'challenge' or 'full'", root)
+
+
 def convert_ade20k(
     root: str | Path,
     split: str = "validation",
@@ -91,22 +108,56 @@ def convert_ade20k(
     ``instance_dir`` and ``image_dir`` override the three folders.
     full: ``root`` is searched recursively for ``*_seg.png``.
     """
-    root = Path(root)
-    if not root.is_dir():
-        raise DatasetError("ADE20K folder not found", root)
-    if form == "challenge":
-        dirs = _challenge_dirs(root, split, semantic_dir, instance_dir, image_dir)
-        jobs, image_root, conv = _plan_challenge(root, *dirs, semantic_only)
-        fn = _convert_challenge
-    elif form == "full":
-        jobs, image_root, conv = _plan_full(root)
-        fn = _convert_full
-    else:
-        raise DatasetError(f"unknown ADE20K form {form!r}; choose 'challenge' or 'full'", root)
+    jobs, image_root, conv, fn, _ = _plan(root, split, form, semantic_dir, instance_dir, image_dir, semantic_only)
     results = collect(run_ordered(fn, jobs, workers), len(jobs), f"convert ADE20K {form}", keep_going=keep_going, progress=progress)
     return assemble(
         results, source=source, description=f"entities from ADE20K ({form}) {root}", conversion=conv,
         images_in=len(jobs), image_root=image_root, keep_going=keep_going,
+    )
+
+
+def convert_ade20k_sharded(
+    root: str | Path,
+    output: str | Path,
+    *,
+    split: str = "validation",
+    form: str = "challenge",
+    shard_images: int = 1000,
+    part: str | tuple[int, int] | None = None,
+    resume: bool = False,
+    semantic_dir: str | Path | None = None,
+    instance_dir: str | Path | None = None,
+    image_dir: str | Path | None = None,
+    semantic_only: bool = False,
+    source: str = "ade20k",
+    workers: int = 1,
+    keep_going: bool = False,
+    progress: bool = False,
+) -> ShardRun:
+    """ADE20K → a sharded entity dataset in the folder ``output`` (docs/sharding.md), each image
+    converted as :func:`convert_ade20k` does; ``shard_images``, ``part`` (``"K/N"``) and ``resume``
+    as :func:`entitykit.convert.convert_sam_sharded`.
+
+    The inputs are the label PNGs sorted by path (as the single-file conversion orders them);
+    image id = position + 1 (the file's stem or path kept as ``source_id``: the single-file
+    conversion's ids too, when no image is skipped), annotation id = position × 100,000 + k.
+    Raises :class:`EntityKitError` (one line) as the single-file conversion does, and for a
+    refused output."""
+    root = Path(root).resolve()  # recorded resolved: a resumed run names the same folder
+    resolved = [Path(d).resolve() if d is not None else None for d in (semantic_dir, instance_dir, image_dir)]
+    jobs, image_root, conv, fn, files = _plan(root, split, form, *resolved, semantic_only)
+    conv = {k: (Path(v).as_posix() if k in ("semantic_dir", "root") else v) for k, v in conv.items()}
+    settings = {"converter": "ade20k", "inputs": root.as_posix(), "form": form, "source": source,
+                **({"split": SPLITS.get(split, split), "semantic_only": semantic_only,
+                    "semantic_dir": Path(conv["semantic_dir"]).as_posix(),
+                    "instance_dir": None if semantic_only else jobs[0].instance.parent.as_posix()}
+                   if form == "challenge" else {})}
+    return convert_to_shards(
+        output, jobs, partial(unit_job, fn=fn), settings=settings, source=source,
+        description=f"entities from ADE20K ({form}) {root}", conversion=conv, shard_images=shard_images, part=part,
+        resume=resume, workers=workers, keep_going=keep_going, progress=progress, image_root=image_root,
+        inputs=[root, *[d for d in resolved if d is not None]], label=f"convert ADE20K {form}",
+        unit_name=lambda job: str(getattr(job, "semantic", None) or job.seg), listing=files,
     )
 
 

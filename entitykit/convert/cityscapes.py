@@ -10,6 +10,7 @@ default, or kept as ``iscrowd=1``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,7 @@ from ._common import (
     collect,
     run_ordered,
 )
+from ._sharded import ShardRun, convert_to_shards, unit_job
 
 # label id → name, for the 19 classes Cityscapes evaluates (cityscapesscripts' labels.py facts).
 STUFF = {7: "road", 8: "sidewalk", 11: "building", 12: "wall", 13: "fence", 17: "pole", 19: "traffic light",
@@ -45,6 +47,30 @@ class _Job:
     error: DatasetError | None = None  # the label PNG's header could not be read
 
 
+def _plan(root: Path, split: str, crowd: str) -> list[_Job]:
+    """One job per ``*_gtFine_instanceIds.png`` of ``<root>/gtFine/<split>/<city>/``, sorted by path."""
+    check_crowd_mode(crowd)
+    gt_dir = root / "gtFine" / split
+    if not gt_dir.is_dir():
+        raise DatasetError(f"gtFine/{split} not found (expected <root>/gtFine/<split>/<city>/*{SUFFIX})", gt_dir)
+    jobs = []
+    for path in sorted(gt_dir.glob(f"*/*{SUFFIX}")):
+        stem = path.name[: -len(SUFFIX)]  # <city>_<seq>_<frame>
+        city = path.parent.name
+        h, w, error = label_size(path, f"image {stem!r}")
+        record = ImageRecord(stem, f"{split}/{city}/{stem}_leftImg8bit.png", h, w)
+        jobs.append(_Job(record, path, path.with_name(f"{stem}_gtFine_labelIds.png"), crowd, error))
+    if not jobs:
+        raise DatasetError(f"no *{SUFFIX} files found", gt_dir)
+    return jobs
+
+
+def _conversion(root: Path, split: str, crowd: str) -> dict:
+    return {"from": "cityscapes", "root": str(root), "split": split, "crowd": crowd,
+            "rule": "19 evaluated classes; stuff class = one entity, thing instance = one entity, "
+                    "thing pixels without instance id = crowd"}
+
+
 def convert_cityscapes(
     root: str | Path,
     split: str = "val",
@@ -59,31 +85,54 @@ def convert_cityscapes(
 
     ``labelIds`` PNGs, where present, are cross-checked against the label part of ``instanceIds``.
     """
-    check_crowd_mode(crowd)
     root = Path(root)
-    gt_dir = root / "gtFine" / split
-    if not gt_dir.is_dir():
-        raise DatasetError(f"gtFine/{split} not found (expected <root>/gtFine/<split>/<city>/*{SUFFIX})", gt_dir)
-    jobs = []
-    for path in sorted(gt_dir.glob(f"*/*{SUFFIX}")):
-        stem = path.name[: -len(SUFFIX)]  # <city>_<seq>_<frame>
-        city = path.parent.name
-        h, w, error = label_size(path, f"image {stem!r}")
-        record = ImageRecord(stem, f"{split}/{city}/{stem}_leftImg8bit.png", h, w)
-        jobs.append(_Job(record, path, path.with_name(f"{stem}_gtFine_labelIds.png"), crowd, error))
-    if not jobs:
-        raise DatasetError(f"no *{SUFFIX} files found", gt_dir)
+    jobs = _plan(root, split, crowd)
     results = collect(run_ordered(_convert_one, jobs, workers), len(jobs), f"convert Cityscapes {split}",
                       keep_going=keep_going, progress=progress)
     return assemble(
         results,
         source=source,
         description=f"entities from Cityscapes gtFine/{split}",
-        conversion={"from": "cityscapes", "root": str(root), "split": split, "crowd": crowd,
-                    "rule": "19 evaluated classes; stuff class = one entity, thing instance = one entity, "
-                            "thing pixels without instance id = crowd"},
+        conversion=_conversion(root, split, crowd),
         images_in=len(jobs),
         image_root=root / "leftImg8bit", keep_going=keep_going,
+    )
+
+
+def convert_cityscapes_sharded(
+    root: str | Path,
+    output: str | Path,
+    *,
+    split: str = "val",
+    shard_images: int = 1000,
+    part: str | tuple[int, int] | None = None,
+    resume: bool = False,
+    crowd: str = "void",
+    source: str = "cityscapes",
+    workers: int = 1,
+    keep_going: bool = False,
+    progress: bool = False,
+) -> ShardRun:
+    """Cityscapes gtFine → a sharded entity dataset in the folder ``output`` (docs/sharding.md),
+    each image converted as :func:`convert_cityscapes` does; ``shard_images``, ``part``
+    (``"K/N"``) and ``resume`` as :func:`entitykit.convert.convert_sam_sharded`.
+
+    The inputs are the ``instanceIds`` PNGs sorted by path (as the single-file conversion orders
+    them); image id = position + 1 (the ``<city>_<seq>_<frame>`` stem kept as ``source_id``: the
+    single-file conversion's ids too, when no image is skipped), annotation id = position ×
+    100,000 + k. Raises :class:`EntityKitError` (one line) as the single-file conversion does, and
+    for a refused output."""
+    root = Path(root).resolve()  # recorded resolved: a resumed run names the same folder
+    jobs = _plan(root, split, crowd)
+    conversion = {**_conversion(root, split, crowd), "root": root.as_posix()}
+    return convert_to_shards(
+        output, jobs, partial(unit_job, fn=_convert_one),
+        settings={"converter": "cityscapes", "inputs": root.as_posix(), "split": split, "crowd": crowd,
+                  "source": source},
+        source=source, description=f"entities from Cityscapes gtFine/{split}", conversion=conversion,
+        shard_images=shard_images, part=part, resume=resume, workers=workers, keep_going=keep_going,
+        progress=progress, image_root=root / "leftImg8bit", inputs=[root], label=f"convert Cityscapes {split}",
+        unit_name=lambda job: str(job.instance_ids), listing=[job.instance_ids for job in jobs],
     )
 
 

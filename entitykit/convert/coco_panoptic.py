@@ -8,6 +8,7 @@ panoptic (string image ids), Mapillary.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from ._common import (
     problem_sink,
     run_ordered,
 )
+from ._sharded import ShardRun, by_source_id, convert_to_shards, unit_job
 
 IMAGE_FIELDS = ("id", "file_name", "height", "width")
 
@@ -41,6 +43,7 @@ class _Job:
     png: Path
     segments: dict[int, Segment]
     crowd: str
+    error: DatasetError | None = None  # found while planning: the image is skipped with it
 
 
 def convert_coco_panoptic(
@@ -66,7 +69,9 @@ def convert_coco_panoptic(
     panoptic_json = Path(panoptic_json)
     png_dir = Path(png_dir) if png_dir is not None else panoptic_json.with_suffix("")
     data = read_json(panoptic_json, "COCO panoptic JSON")
-    jobs, plan_problems = _plan(data, panoptic_json, png_dir, crowd, keep_going)
+    planned, plan_problems = _plan(data, panoptic_json, png_dir, crowd, keep_going)
+    plan_problems += [job.error for job in planned if job.error is not None]
+    jobs = [job for job in planned if job.error is None]
     results = collect(run_ordered(_convert_one, jobs, workers), len(jobs), f"convert {panoptic_json.name}",
                       keep_going=keep_going, progress=progress)
     return assemble(
@@ -80,8 +85,57 @@ def convert_coco_panoptic(
     )
 
 
+def convert_coco_panoptic_sharded(
+    panoptic_json: str | Path,
+    output: str | Path,
+    png_dir: str | Path | None = None,
+    *,
+    shard_images: int = 1000,
+    part: str | tuple[int, int] | None = None,
+    resume: bool = False,
+    image_root: str | Path | None = None,
+    crowd: str = "void",
+    source: str | None = None,
+    workers: int = 1,
+    keep_going: bool = False,
+    progress: bool = False,
+) -> ShardRun:
+    """COCO panoptic → a sharded entity dataset in the folder ``output`` (docs/sharding.md), each
+    image converted as :func:`convert_coco_panoptic` does; ``shard_images``, ``part`` (``"K/N"``)
+    and ``resume`` as :func:`entitykit.convert.convert_sam_sharded`.
+
+    The inputs are the JSON's images, sorted by image id when every id is an integer (the ids are
+    kept), else in the JSON's order (image id = position + 1, the source's kept as ``source_id``:
+    the single-file rule for string ids). Annotation id = position × 100,000 + k (a segment id of
+    COCO panoptic is unique within its image only). Memory: the JSON's plan plus one shard's
+    results. Problems that belong to no image (``keep_going``) are recorded in shard 0. Raises
+    :class:`EntityKitError` (one line) as the single-file conversion does, and for a refused output."""
+    check_crowd_mode(crowd)
+    panoptic_json = Path(panoptic_json).resolve()  # recorded resolved: a resumed run names the same file
+    png_dir = Path(png_dir).resolve() if png_dir is not None else panoptic_json.with_suffix("")
+    data = read_json(panoptic_json, "COCO panoptic JSON")
+    planned, plan_problems = _plan(data, panoptic_json, png_dir, crowd, keep_going)
+    del data
+    units, image_ids = by_source_id(planned)
+    source = source or panoptic_json.stem
+    conversion = {"from": "coco-panoptic", "panoptic_json": panoptic_json.as_posix(), "png_dir": png_dir.as_posix(),
+                  "crowd": crowd}
+    return convert_to_shards(
+        output, units, partial(unit_job, fn=_convert_one),
+        settings={"converter": "coco-panoptic", "inputs": panoptic_json.as_posix(), "png_dir": png_dir.as_posix(),
+                  "crowd": crowd, "source": source},
+        source=source, description=f"entities from COCO panoptic {panoptic_json.name}", conversion=conversion,
+        shard_images=shard_images, part=part, resume=resume, workers=workers, keep_going=keep_going,
+        progress=progress, image_root=image_root, inputs=[panoptic_json, png_dir, image_root],
+        label=f"convert {panoptic_json.name}", unit_name=lambda job: str(job.png), image_ids=image_ids,
+        listing=[panoptic_json], plan_problems=plan_problems,
+    )
+
+
 def _plan(data: Any, json_path: Path, png_dir: Path, crowd: str, keep_going: bool) -> tuple[list[_Job], list[DatasetError]]:
-    """Check the JSON's structure and cross-references; one job per convertible image."""
+    """Check the JSON's structure and cross-references: one job per image in JSON order (an image
+    that cannot be converted carries its problem as ``error``), and the problems that belong to
+    no image (with ``keep_going``; else the first problem raises :class:`DatasetError`)."""
     where = str(json_path)
     if not isinstance(data, dict):
         raise DatasetError("top level must be a JSON object", where)
@@ -119,42 +173,48 @@ def _plan(data: Any, json_path: Path, png_dir: Path, crowd: str, keep_going: boo
         else:
             ann_for[i] = ann
 
+    def image_problem(item: str, text: str) -> DatasetError:
+        problem(item, text)  # raises unless keep_going
+        return problems.pop()
+
     jobs: list[_Job] = []
     for i, img in enumerate(data["images"]):
         ann = ann_for.get(i)
         item = f"image {img['id']!r} ({img['file_name']})"
+        record = ImageRecord(img["id"], img["file_name"], int(img["height"]), int(img["width"]))
+        png_name = (ann or {}).get("file_name") or Path(img["file_name"]).with_suffix(".png").name
+        job = _Job(record, png_dir / png_name, {}, crowd)
+        jobs.append(job)
         if ann is None:
-            problem(item, "image has no panoptic annotation")
+            job.error = image_problem(item, "image has no panoptic annotation")
             continue
-        segments: dict[int, Segment] = {}
         for s in ann["segments_info"]:
             sid = s.get("id") if isinstance(s, dict) else None
             if not isinstance(sid, int) or isinstance(sid, bool) or sid <= 0:
-                problem(item, f"segment with invalid id {sid!r} (must be a positive integer)")
+                job.error = image_problem(item, f"segment with invalid id {sid!r} (must be a positive integer)")
                 break
-            if sid in segments:
-                problem(f"{item} segment {sid}", "duplicate segment id")
+            if sid in job.segments:
+                job.error = image_problem(f"{item} segment {sid}", "duplicate segment id")
                 break
             cid = s.get("category_id")
             if cid is not None and not is_id(cid, integer=False):
-                problem(f"{item} segment {sid}", f"category_id must be an integer or a string, got {cid!r}")
+                job.error = image_problem(f"{item} segment {sid}",
+                                          f"category_id must be an integer or a string, got {cid!r}")
                 break
             cat = categories.get(cid)
-            segments[sid] = Segment(
+            job.segments[sid] = Segment(
                 iscrowd=int(bool(s.get("iscrowd", 0))),
                 isthing=int(bool(cat.get("isthing"))) if cat is not None and "isthing" in cat else None,
                 source_category=cat.get("name") if cat is not None else None,
             )
-        else:
-            png_name = ann.get("file_name") or Path(img["file_name"]).with_suffix(".png").name
-            record = ImageRecord(img["id"], img["file_name"], int(img["height"]), int(img["width"]))
-            jobs.append(_Job(record, png_dir / png_name, segments, crowd))
     return jobs, problems
 
 
 def _convert_one(job: _Job) -> ImageResult:
     """Decode one PNG and split it into entities, checking it against its segments_info."""
     rec = job.image
+    if job.error is not None:
+        return ImageResult.failed(rec, job.error)
     item = f"image {rec.id!r}"
     try:
         arr, mode = read_label_png(job.png, what="panoptic PNG", item=item)
@@ -178,4 +238,4 @@ def _convert_one(job: _Job) -> ImageResult:
     problems += [
         DatasetError(f"segment {sid} is in the JSON but not in the PNG (area 0)", job.png, item) for sid in ents.missing
     ]
-    return ImageResult(rec, ents.annotations, problems, True, ents.crowd_segments, ents.void_pixels)
+    return ImageResult(rec, ents.annotations, problems, True, ents.crowd_segments, ents.void_pixels, where=str(job.png))

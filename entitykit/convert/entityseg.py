@@ -8,6 +8,7 @@ must not be mixed), keeps the class as provenance (`category_id_ori`, `source_ca
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,13 @@ from ._common import (
     problem_sink,
     run_ordered,
 )
+from ._sharded import ShardRun, by_source_id, convert_to_shards, unit_job
+
+
+def _check_options(overlap: str, crowd: str) -> None:
+    check_crowd_mode(crowd)
+    if overlap not in OVERLAP_RULES or overlap == "score":
+        raise DatasetError(f"overlap rule {overlap!r} not available for EntitySeg (no scores); use error, small-wins or large-wins")
 
 
 def convert_entityseg(
@@ -43,10 +51,64 @@ def convert_entityseg(
     progress: bool = False,
 ) -> EntityDataset:
     """``overlap``: 'error' (default: EntitySeg should not overlap), 'small-wins' or 'large-wins'."""
-    check_crowd_mode(crowd)
-    if overlap not in OVERLAP_RULES or overlap == "score":
-        raise DatasetError(f"overlap rule {overlap!r} not available for EntitySeg (no scores); use error, small-wins or large-wins")
+    _check_options(overlap, crowd)
     path = Path(annotation_json)
+    jobs, problems = _plan(path, overlap, crowd, keep_going)
+    results = collect(run_ordered(convert_rle_image, jobs, workers), len(jobs), f"convert {path.name}",
+                      keep_going=keep_going, progress=progress)
+    return assemble(
+        results, source=source, description=f"entities from EntitySeg {path.name}",
+        conversion={"from": "entityseg", "annotation_json": str(path), "overlap_rule": overlap, "crowd": crowd},
+        images_in=len(jobs), plan_problems=problems, image_root=image_root, keep_going=keep_going,
+    )
+
+
+def convert_entityseg_sharded(
+    annotation_json: str | Path,
+    output: str | Path,
+    *,
+    shard_images: int = 1000,
+    part: str | tuple[int, int] | None = None,
+    resume: bool = False,
+    image_root: str | Path | None = None,
+    overlap: str = "error",
+    crowd: str = "keep",
+    source: str = "entityseg",
+    workers: int = 1,
+    keep_going: bool = False,
+    progress: bool = False,
+) -> ShardRun:
+    """EntitySeg → a sharded entity dataset in the folder ``output`` (docs/sharding.md), each image
+    converted as :func:`convert_entityseg` does; ``shard_images``, ``part`` (``"K/N"``) and
+    ``resume`` as :func:`entitykit.convert.convert_sam_sharded`.
+
+    The inputs are the JSON's images, sorted by image id when every id is an integer (the ids are
+    kept), else in the JSON's order (image id = position + 1, the source's kept as ``source_id``).
+    Annotation id = position × 100,000 + k; each source annotation id stays its entity's
+    ``source_id`` (source ids need not grow with the images, and a shard's ids must be one range
+    disjoint from the others'). Problems that belong to no image (``keep_going``) are recorded in
+    shard 0. Raises :class:`EntityKitError` (one line) as the single-file conversion does, and for
+    a refused output."""
+    _check_options(overlap, crowd)
+    path = Path(annotation_json).resolve()  # recorded resolved: a resumed run names the same file
+    jobs, problems = _plan(path, overlap, crowd, keep_going)
+    units, image_ids = by_source_id(jobs)
+    conversion = {"from": "entityseg", "annotation_json": path.as_posix(), "overlap_rule": overlap, "crowd": crowd}
+    return convert_to_shards(
+        output, units, partial(unit_job, fn=convert_rle_image),
+        settings={"converter": "entityseg", "inputs": path.as_posix(), "overlap_rule": overlap, "crowd": crowd,
+                  "source": source},
+        source=source, description=f"entities from EntitySeg {path.name}", conversion=conversion,
+        shard_images=shard_images, part=part, resume=resume, workers=workers, keep_going=keep_going,
+        progress=progress, image_root=image_root, inputs=[path, image_root], label=f"convert {path.name}",
+        unit_name=lambda job: f"{job.where} (image {job.image.id!r})", image_ids=image_ids, listing=[path],
+        plan_problems=problems,
+    )
+
+
+def _plan(path: Path, overlap: str, crowd: str, keep_going: bool) -> tuple[list[RleImageJob], list[DatasetError]]:
+    """Read and check the JSON: one job per image (JSON order) and the problems found (with
+    ``keep_going``: a bad annotation is dropped; else the first raises :class:`DatasetError`)."""
     data = read_json(path, "EntitySeg JSON")
     where = str(path)
     if not isinstance(data, dict) or not isinstance(data.get("images"), list) or not isinstance(data.get("annotations"), list):
@@ -103,10 +165,4 @@ def convert_entityseg(
         record = ImageRecord(img_id, img["file_name"], int(img["height"]), int(img["width"]))
         jobs.append(RleImageJob(record, [e[0] for e in entries], [e[1] for e in entries], [e[2] for e in entries],
                                 overlap if overlap != "error" else "error", crowd, where))
-    results = collect(run_ordered(convert_rle_image, jobs, workers), len(jobs), f"convert {path.name}",
-                      keep_going=keep_going, progress=progress)
-    return assemble(
-        results, source=source, description=f"entities from EntitySeg {path.name}",
-        conversion={"from": "entityseg", "annotation_json": where, "overlap_rule": overlap, "crowd": crowd},
-        images_in=len(images), plan_problems=problems, image_root=image_root, keep_going=keep_going,
-    )
+    return jobs, problems
