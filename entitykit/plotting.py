@@ -10,6 +10,7 @@ cannot hide a curve.
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -33,6 +34,13 @@ def _figure(width_px: int, height_px: int):
     fig = Figure(figsize=(width_px / DPI, height_px / DPI), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
     return fig
+
+
+def _wrapped_title(text: str, width_px: int, fontsize_pt: float = 12.0) -> str:
+    """``text`` broken into lines that fit ``width_px`` (a line's width estimated at 0.6 em per
+    character, DejaVu Sans' mean advance is ~0.55 em): a long title is wrapped, never clipped."""
+    per_line = max(20, int(0.95 * width_px / (0.6 * fontsize_pt * DPI / 72)))
+    return "\n".join(textwrap.fill(line, per_line) for line in text.split("\n"))
 
 
 def png_name_problem(path: str | Path) -> str | None:
@@ -199,7 +207,9 @@ def pr_curves_figure(precision, recall_thresholds, iou_thresholds, *, title: str
     ax.set_ylim(-0.02, 1.02)  # a curve at precision 0 stays visible above the axis
     ax.set_xlabel("recall")
     ax.set_ylabel("precision (interpolated)")
-    ax.set_title("\n".join(x for x in (title or "precision–recall curves", summary) if x))
+    # a figure title (over axes and legend), wrapped to the figure's width: Boundary APe's is long
+    fig.suptitle(_wrapped_title("\n".join(x for x in (title or "precision–recall curves", summary) if x), width),
+                 fontsize=12)
     ax.grid(True, color="#e4e4e4", linewidth=0.8)
     if not ax.lines:
         ax.text(0.5, 0.5, "no defined curve (no ground truth in this area range)", ha="center", va="center",

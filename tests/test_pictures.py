@@ -142,6 +142,26 @@ def test_pr_curve_png(tmp_path):
     assert len(set(looks)) == 10
 
 
+
+def test_a_long_pr_title_is_wrapped_inside_the_picture():
+    """Boundary APe's title (dilation ratio, pixels, area, max-dets, overlap) is longer than a 720 px
+    figure: every line of it must be drawn inside the picture, none clipped at the edges."""
+    r = _eval_result()
+    title = ("Boundary APe precision–recall (dilation ratio 0.02 × image diagonal = 7–14 px, area all, "
+             "max-dets 100, overlap error)")
+    fig = pr_curves_figure(r.precision[:, :, 0, 0, -1], REC_THRS, IOU_THRS, title=title, summary="Boundary APe 55.55")
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    ticks = {id(t) for ax in fig.axes for t in ax.get_xticklabels() + ax.get_yticklabels()}  # clipped to the view
+    shown = [t for t in fig.findobj(lambda a: hasattr(a, "get_text") and a.get_visible())
+             if t.get_text() and id(t) not in ticks]
+    assert any("dilation ratio" in t.get_text() for t in shown)
+    width, height = fig.canvas.get_width_height()
+    for t in shown:
+        box = t.get_window_extent(renderer)
+        assert box.x0 >= -0.5 and box.x1 <= width + 0.5 and box.y0 >= -0.5 and box.y1 <= height + 0.5, t.get_text()
+
+
 # ---------------------------------------------------------------------------------------------- overlays
 
 
