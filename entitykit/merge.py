@@ -18,7 +18,12 @@ What a merge guarantees (specified in ``docs/merge-and-pack.md``):
   names, or declared with ``split``) and they must agree; an image whose content is also in a
   ``holdout`` dataset (the validation sets) is refused, or dropped with ``drop_holdout_overlap``.
 
-Nothing is written here: the caller saves the returned dataset (atomically).
+Two ways to run the same merge, with one plan (:func:`_plan`: every rule above) and one
+emitter (:func:`_emit`: output images and annotations in order, ids re-based):
+:func:`merge_datasets` returns the merge as one in-memory dataset (the caller saves it,
+atomically); :func:`merge_to_shards` streams it into a sharded dataset (``entitykit.shards``),
+reading one input shard at a time, memory bounded by one shard plus an index that grows with the
+number of images, never with masks.
 """
 
 from __future__ import annotations
@@ -28,17 +33,20 @@ import math
 import os
 import re
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .dataset import EntityDataset, is_sharded, new_info
+from .dataset import EntityDataset, load_parts, new_info
 from .errors import DatasetError, ProblemsError
+
+if TYPE_CHECKING:
+    from .shards import Manifest
 
 SPLITS = ("train", "val", "test")
 _SPLIT_PATTERNS = {
@@ -57,10 +65,20 @@ MergeError = ProblemsError  # the name this module used to define; the class liv
 
 @dataclass
 class _Input:
+    """One input (or holdout set) as the plan sees it: an index that grows with its images, never
+    with its masks. ``ds`` is a light copy of the input: its images as ``{"id", "file_name"}``
+    only, no annotations, the first part's ``info``, the image folder and path."""
+
     index: int
-    name: str
-    ds: EntityDataset
-    where: str  # the path (or "<name>") used in messages
+    where: str  # the path (or "<dataset>") used in messages
+    source: Any  # the input as given (a path or a dataset): pass 2 reads it again, part by part
+    name: str = ""
+    ds: EntityDataset | None = None
+    parts: list[EntityDataset] | None = None  # the validated parts, kept by the in-memory merge (else re-read)
+    part_sizes: list[tuple[int, int]] = field(default_factory=list)  # (images, annotations) per part
+    part_roots: list[tuple[Path | None, Path | None]] = field(default_factory=list)  # (part file, its image folder)
+    sources: set[Any] = field(default_factory=set)  # distinct images' "source" values (at most 2 kept)
+    annotations: int = 0
     split: str | None = None
     split_from: str = ""
     hashes: list[str] = field(default_factory=list)
@@ -68,7 +86,47 @@ class _Input:
     weight: Fraction | None = None
     quota: int = 0
     counts: np.ndarray | None = None  # copies per kept image
-    source: Any = None  # the input as given: a sharded dataset is validated shard by shard from it
+    images_out: int = 0  # counted by _emit
+    annotations_out: int = 0
+
+
+@dataclass
+class _Plan:
+    """Everything decided before the first output image is made (see :func:`_plan`)."""
+
+    items: list[_Input]
+    holdouts: list[_Input]
+    split: str | None
+    seed: int
+    total: int | None
+    weighted: bool
+    hash_images: bool
+    dedupe: bool
+    drop_holdout_overlap: bool
+    groups: dict[str, list[tuple[int, int]]]  # duplicate groups: hash → (input index, image index), first first
+    overlaps: list[dict[str, Any]]
+    common: Path  # the output's image root
+    prefixes: list[str]  # per input: its image root below ``common``
+
+    @property
+    def description(self) -> str:
+        return f"entitykit merge of {' + '.join(it.name for it in self.items)}"
+
+    @property
+    def images_out(self) -> int:
+        return sum(int(it.counts.sum()) for it in self.items)
+
+
+@dataclass
+class ShardedMerge:
+    """What :func:`merge_to_shards` wrote. ``manifest``: the output's manifest as read back
+    (``entitykit.shards.Manifest``); ``image_root``: the folder every output ``file_name`` is
+    below (absolute); ``report``: what :func:`merge_datasets` records as ``info.merge`` (also the
+    manifest's ``merge`` key)."""
+
+    manifest: Manifest
+    image_root: Path
+    report: dict[str, Any]
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -161,38 +219,65 @@ def _copies(n: int, quota: int, seed: int, name: str) -> np.ndarray:
     return counts
 
 
-def _as_dataset(x: str | Path | EntityDataset, image_root: str | Path | None = None,
-                *, problems: list[DatasetError] | None = None) -> tuple[EntityDataset | None, str]:
-    """Open an input with the dataset layer's schema rules; problems are collected, not raised."""
+def _index_input(x: str | Path | EntityDataset, index: int, *, keep_parts: bool,
+                 problems: list[DatasetError]) -> _Input | None:
+    """Pass 1 over one input: open it part by part (a sharded dataset shard by shard) with the
+    dataset layer's rules at check's level (``EntityDataset.parts``, ``validate="full"``: masks
+    included, image files not), keeping only the light index of :class:`_Input`. Problems are
+    collected (None is returned); an unreadable file raises as ``EntityDataset.load`` does."""
     where = (str(x.path) if x.path is not None else "<dataset>") if isinstance(x, EntityDataset) else str(x)
+    it = _Input(index=index, where=where, source=x, parts=[] if keep_parts else None)
+    light: list[dict[str, Any]] = []
+    info: dict[str, Any] | None = None
     try:
-        ds = EntityDataset.open(x, image_root=image_root, validate="full")  # check's rules, masks included
+        for part in EntityDataset.parts(x, validate="full"):
+            if info is None:
+                info = dict(part.info)
+            light.extend({"id": img["id"], "file_name": img["file_name"]} for img in part.images)
+            for img in part.images:
+                if len(it.sources) > 1:
+                    break
+                it.sources.add(img.get("source"))
+            it.part_sizes.append((len(part.images), len(part.annotations)))
+            it.part_roots.append((part.path, part.image_root))
+            it.annotations += len(part.annotations)
+            if it.parts is not None:
+                it.parts.append(part)
+            del part  # the next shard is read once this one is released
     except ProblemsError as e:
-        if problems is None:
-            raise
         problems.extend(e.problems)
-        return None, where
+        return None
     except DatasetError as e:
-        if problems is None:
-            raise
         problems.append(e)
-        return None, where
-    if ds.image_root is None:
-        err = DatasetError("no image folder recorded; pass the input's image folder (--images NAME=DIR)", where,
-                           "info.image_root")
-        if problems is None:
-            raise err
-        problems.append(err)
-    return ds, where
+        return None
+    it.ds = EntityDataset(images=light, annotations=[], info=info or {},
+                          path=x.path if isinstance(x, EntityDataset) else Path(x))
+    return it
 
 
-def _default_name(ds: EntityDataset, where: str, index: int) -> str:
-    sources = {img.get("source") for img in ds.images if isinstance(img, dict)}
-    if len(sources) == 1 and isinstance(next(iter(sources)), str):
-        return next(iter(sources))
-    if ds.path is not None:
-        return ds.path.stem
-    return f"input{index}"
+def _set_image_root(it: _Input, override: str | Path | None, problems: list[DatasetError]) -> None:
+    """The input's image folder: ``override``, else the one its parts record — which must be one
+    folder (``EntityDataset.concat``'s rule, applied to the parts' folders alone)."""
+    if override is not None:
+        it.ds.image_root = Path(override)
+        return
+    try:
+        stubs = (EntityDataset([], [], image_root=root, path=path) for path, root in it.part_roots)
+        it.ds.image_root = EntityDataset.concat(stubs, path=it.ds.path).image_root
+    except DatasetError as e:
+        problems.append(e)
+        return
+    if it.ds.image_root is None:
+        problems.append(DatasetError("no image folder recorded; pass the input's image folder (--images NAME=DIR)",
+                                     it.where, "info.image_root"))
+
+
+def _default_name(it: _Input) -> str:
+    if len(it.sources) == 1 and isinstance(next(iter(it.sources)), str):
+        return next(iter(it.sources))
+    if it.ds.path is not None:
+        return it.ds.path.stem
+    return f"input{it.index}"
 
 
 # --------------------------------------------------------------------------------------------- main
@@ -215,8 +300,8 @@ def merge_datasets(
     """Merge entity datasets into one, in memory; see the module docstring for the rules.
 
     ``inputs``: entity JSON paths, sharded datasets' folders (``entitykit.shards``: validated
-    shard by shard, each problem naming its shard, then held whole like any input: the merge
-    is built in memory) or loaded datasets. ``names``: one per input [default: the
+    shard by shard, each problem naming its shard, then held whole: the merge is built in memory;
+    :func:`merge_to_shards` streams instead) or loaded datasets. ``names``: one per input [default: the
     input's single ``source``, else its file stem]; they key ``weights`` (a mapping) and
     ``image_roots`` (overrides of an input's image folder). ``weights``: relative shares of the
     output per input (a sequence aligned with ``inputs``, or a name → weight mapping covering
@@ -224,10 +309,122 @@ def merge_datasets(
     Without weights and total every image appears once. ``split``: the split of the output,
     required when an input's split cannot be inferred. ``holdout``: datasets (the validation
     sets) whose images must not appear in the output. ``hash_images=False`` skips reading image
-    files (no duplicate or holdout detection; recorded in ``info.merge``).
+    files (no duplicate or holdout detection; recorded in ``info.merge``). ``workers``: threads
+    hashing image files; ``progress``: show a progress bar.
 
+    Returns a new dataset (the inputs are not changed): images and annotations in output order,
+    ``info.merge`` the report, ``image_root`` the inputs' deepest common folder (absolute).
     Raises :class:`MergeError` listing every problem (file, item) before anything is returned.
     """
+    plan = _plan(inputs, names=names, image_roots=image_roots, weights=weights, total=total, seed=seed, split=split,
+                 holdout=holdout, dedupe=dedupe, drop_holdout_overlap=drop_holdout_overlap, hash_images=hash_images,
+                 workers=workers, progress=progress, keep_parts=True)
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
+    for img, anns in _emit(plan):
+        images.append(img)
+        annotations.extend(anns)
+    info = new_info(plan.description, split=plan.split, merge=_report(plan))
+    return EntityDataset(images=images, annotations=annotations, info=info, image_root=plan.common)
+
+
+DEFAULT_SHARD_IMAGES = 1000  # output images per shard of merge_to_shards
+
+
+def merge_to_shards(
+    inputs: Sequence[str | Path | EntityDataset],
+    output: str | Path,
+    *,
+    shard_images: int = DEFAULT_SHARD_IMAGES,
+    overwrite: bool = False,
+    **options: Any,
+) -> ShardedMerge:
+    """:func:`merge_datasets`, streamed into a sharded dataset (``docs/sharding.md``) at the
+    folder ``output``: the same images and annotations, ids and order, in JSON shards of
+    ``shard_images`` output images (the last may be shorter; an empty merge is one empty shard),
+    plus ``manifest.json`` whose ``merge`` key is the report (``info.merge`` of the in-memory
+    merge). ``options``: every keyword of :func:`merge_datasets` (names, image_roots, weights,
+    total, seed, split, holdout, dedupe, drop_holdout_overlap, hash_images, workers, progress).
+
+    Two passes over the inputs, one input shard (or one single-file input) in memory at a time:
+    pass 1 validates and builds the plan (per image: id, file name, content hash, copies — it grows
+    with the number of images, never with masks); pass 2 reads each input again and writes the
+    output shards, holding only the current output shard's images and annotations. The folder is
+    written atomically (a temporary sibling, shards then the manifest, renamed into place at the
+    end): an interrupted merge leaves no output. An existing non-empty ``output`` is refused unless
+    ``overwrite``; so is an output that is, or holds, an input or an input's image folder.
+
+    Raises :class:`MergeError` as :func:`merge_datasets` does (before anything is written),
+    :class:`EntityKitError` for a refused output or ``shard_images`` < 1, :class:`DatasetError`
+    naming the input when it changed between the two passes.
+    """
+    from . import __version__
+    from .convert._sharded import shard_name, shard_spans  # the owner of shard file names and spans
+    from .fileio import atomic_path, check_output, write_json
+    from .progress import progress_bar
+    from .shards import entry_for_file, manifest_for, read_manifest, shard_counts, write_manifest
+
+    output = Path(output)
+    shard_spans(0, shard_images)  # refuses shard_images < 1
+    given = [*inputs, *options.get("holdout", ())]
+    paths = [x.path if isinstance(x, EntityDataset) else x for x in given]
+    check_output(output, kind="folder", inputs=paths, overwrite=overwrite)  # the cheap rules first
+    plan = _plan(inputs, **options, keep_parts=False)
+    # the folder is replaced as a whole: it must not be (or hold) an input's image folder either
+    roots = [it.ds.image_root for it in (*plan.items, *plan.holdouts)]
+    check_output(output, kind="folder", inputs=[*paths, *roots], overwrite=overwrite)
+    spans = shard_spans(plan.images_out, shard_images) or [range(0)]
+    names = [shard_name(k, len(spans)) for k in range(len(spans))]
+    entries = []
+    with atomic_path(output, overwrite=overwrite) as tmp, \
+            progress_bar(plan.images_out, f"merge → {output.name}", enabled=bool(options.get("progress"))) as advance:
+        tmp.mkdir()
+        out = _emit(plan)
+        for k, (span, name) in enumerate(zip(spans, names)):
+            images: list[dict[str, Any]] = []
+            annotations: list[dict[str, Any]] = []
+            for _ in span:
+                img, anns = next(out)
+                images.append(img)
+                annotations.extend(anns)
+                advance()
+            info = new_info(plan.description, split=plan.split, shard={"index": k, "shards": len(spans)})
+            shard = EntityDataset(images=images, annotations=annotations, info=info, image_root=plan.common)
+            write_json(tmp / name, shard.to_coco(relative_to=output))  # the image folder relative to the final folder
+            entries.append(entry_for_file(tmp, name, shard_counts(shard)))
+            del shard, images, annotations
+        if next(out, None) is not None:  # runs _emit to its end: its last checks
+            raise AssertionError("merge plan and output disagree on the number of images")
+        report = _report(plan)
+        provenance = {"tool": f"entitykit {__version__}", "source": "merge", "description": plan.description}
+        write_manifest(tmp, manifest_for(tmp, entries, split=plan.split, provenance=provenance,
+                                         settings={"shard_images": shard_images}, merge=report))
+    return ShardedMerge(read_manifest(output), plan.common, report)
+
+
+def _plan(
+    inputs: Sequence[str | Path | EntityDataset],
+    *,
+    names: Sequence[str] | None = None,
+    image_roots: Mapping[str, str | Path] | None = None,
+    weights: Sequence[float] | Mapping[str, float] | None = None,
+    total: int | None = None,
+    seed: int = 0,
+    split: str | None = None,
+    holdout: Sequence[str | Path | EntityDataset] = (),
+    dedupe: bool = False,
+    drop_holdout_overlap: bool = False,
+    hash_images: bool = True,
+    workers: int = 4,
+    progress: bool = False,
+    keep_parts: bool = False,
+) -> _Plan:
+    """Pass 1 of a merge, the one owner of its rules: open and validate every input and holdout
+    set part by part, name them, check weights and splits, hash the image files, find duplicates
+    and holdout overlaps, draw the copies of each image, and place the images under one root.
+    ``keep_parts``: keep the validated parts for pass 2 (the in-memory merge); otherwise only the
+    index of :class:`_Input` is kept and pass 2 reads the inputs again. Raises :class:`MergeError`
+    listing every problem (or :class:`DatasetError` for a bad argument)."""
     if not inputs:
         raise DatasetError("nothing to merge: give at least one entity dataset")
     if split is not None and split not in SPLITS:
@@ -238,21 +435,17 @@ def merge_datasets(
         raise DatasetError(f"total must be a positive integer, got {total!r}")
     if (holdout or drop_holdout_overlap or dedupe) and not hash_images:
         raise DatasetError("dedupe and holdout checks compare image contents: they need hash_images")
+    if names is not None and len(names) != len(inputs):
+        raise DatasetError(f"{len(names)} names for {len(inputs)} inputs")
     problems: list[DatasetError] = []
 
-    items: list[_Input] = []
-    for i, x in enumerate(inputs):
-        ds, where = (x, str(x.path) if x.path is not None else "<dataset>") if isinstance(x, EntityDataset) \
-            else (EntityDataset.load(x), str(x))  # opened with the rules below, once names and folders are known
-        items.append(_Input(index=i, name="", ds=ds, where=where, source=x))
-    if names is not None:
-        if len(names) != len(items):
-            raise DatasetError(f"{len(names)} names for {len(items)} inputs")
-        for it, n in zip(items, names):
-            it.name = str(n)
-    else:
-        for it in items:
-            it.name = _default_name(it.ds, it.where, it.index)
+    # the dataset layer's rules, one part at a time: only the index of each input is kept
+    opened = [_index_input(x, i, keep_parts=keep_parts, problems=problems) for i, x in enumerate(inputs)]
+    if problems:
+        raise MergeError(problems)
+    items: list[_Input] = opened  # type: ignore[assignment]  (no None without a problem)
+    for it in items:
+        it.name = str(names[it.index]) if names is not None else _default_name(it)
     seen_names: dict[str, str] = {}
     for it in items:
         if not it.name or "/" in it.name or "=" in it.name:
@@ -267,12 +460,8 @@ def merge_datasets(
             problems.append(DatasetError(f"image folder given for unknown input name {key!r} (names: {', '.join(seen_names)})"))
     if problems:
         raise MergeError(problems)
-    for it in items:  # the dataset layer: schema rules, image folder override, a new object per input
-        if is_sharded(it.source):  # validated shard by shard from its folder; the copy read above is dropped first
-            it.ds = None
-        ds, _ = _as_dataset(it.source if it.ds is None else it.ds, roots.get(it.name), problems=problems)
-        if ds is not None:
-            it.ds = ds
+    for it in items:
+        _set_image_root(it, roots.get(it.name), problems)
     if problems:
         raise MergeError(problems)
 
@@ -331,25 +520,23 @@ def merge_datasets(
         raise MergeError(problems)
 
     # contents
-    holdouts: list[tuple[EntityDataset, str]] = []
-    for h in holdout:
-        hds, hwhere = _as_dataset(h, problems=problems)
-        if hds is not None:
-            holdouts.append((hds, hwhere))
+    holdouts: list[_Input] = []
+    for hi, h in enumerate(holdout):
+        hit = _index_input(h, hi, keep_parts=False, problems=problems)
+        if hit is not None:
+            _set_image_root(hit, None, problems)
+            holdouts.append(hit)
     if problems:
         raise MergeError(problems)
     from .progress import progress_bar
 
     if hash_images:
-        n_files = sum(len(it.ds.images) for it in items) + sum(len(h.images) for h, _ in holdouts)
+        n_files = sum(len(it.ds.images) for it in (*items, *holdouts))
         with progress_bar(n_files, "hash images", enabled=progress) as advance:
-            for it in items:
+            for it in (*items, *holdouts):
                 it.hashes = _hash_images(it.ds, it.where, workers, advance, problems)
-            holdout_hashes = [_hash_images(h, w, workers, advance, problems) for h, w in holdouts]
         if problems:
             raise MergeError(problems)
-    else:
-        holdout_hashes = []
 
     # duplicates within the inputs (first occurrence = earlier input, earlier in file)
     first_seen: dict[str, tuple[int, int]] = {}
@@ -360,12 +547,13 @@ def merge_datasets(
                 groups.setdefault(h, [first_seen[h]]).append((it.index, k))
             else:
                 first_seen[h] = (it.index, k)
+    del first_seen
     dropped_dupes = {loc for locs in groups.values() for loc in locs[1:]} if dedupe else set()
 
     # overlap with the holdout (validation) sets
     held: dict[str, tuple[int, int]] = {}
-    for hi, hh in enumerate(holdout_hashes):
-        for k, h in enumerate(hh):
+    for hi, hit in enumerate(holdouts):
+        for k, h in enumerate(hit.hashes):
             held.setdefault(h, (hi, k))
     overlaps: list[dict[str, Any]] = []
     overlap_problems: list[DatasetError] = []
@@ -373,13 +561,13 @@ def merge_datasets(
         for k, h in enumerate(it.hashes):
             if h in held and (it.index, k) not in dropped_dupes:
                 hi, hk = held[h]
-                himg = holdouts[hi][0].images[hk]
+                himg = holdouts[hi].ds.images[hk]
                 img = it.ds.images[k]
                 overlaps.append({"input": it.name, "image_id": img["id"], "file_name": img["file_name"],
-                                 "holdout": holdouts[hi][1], "holdout_image_id": himg.get("id"), HASH_NAME: h})
+                                 "holdout": holdouts[hi].where, "holdout_image_id": himg.get("id"), HASH_NAME: h})
                 overlap_problems.append(DatasetError(
                     f"same image content as image {himg.get('id')!r} ({himg.get('file_name')}) of the holdout set "
-                    f"{holdouts[hi][1]}: train and val are never mixed (drop it with --drop-holdout-overlap)",
+                    f"{holdouts[hi].where}: train and val are never mixed (drop it with --drop-holdout-overlap)",
                     it.where, f"image {img['id']!r} ({img['file_name']})"))
     if overlap_problems and not drop_holdout_overlap:
         raise MergeError(overlap_problems)
@@ -410,87 +598,124 @@ def merge_datasets(
         raise MergeError(problems)
 
     # one image root for all inputs
-    roots = [Path(os.path.abspath(it.ds.image_root)) for it in items]
-    common = Path(os.path.commonpath([str(r) for r in roots]))
-    prefixes = [Path(os.path.relpath(r, common)).as_posix() for r in roots]
+    abs_roots = [Path(os.path.abspath(it.ds.image_root)) for it in items]
+    common = Path(os.path.commonpath([str(r) for r in abs_roots]))
+    prefixes = [Path(os.path.relpath(r, common)).as_posix() for r in abs_roots]
+    return _Plan(items=items, holdouts=holdouts, split=split, seed=seed, total=total, weighted=weights is not None,
+                 hash_images=hash_images, dedupe=dedupe, drop_holdout_overlap=drop_holdout_overlap, groups=groups,
+                 overlaps=overlaps, common=common, prefixes=prefixes)
 
-    images: list[dict[str, Any]] = []
-    annotations: list[dict[str, Any]] = []
-    report_inputs: list[dict[str, Any]] = []
-    for it, prefix in zip(items, prefixes):
-        groups_by_image = it.ds.annotations_by_image()
-        n_img = n_ann = 0
-        for k, c in zip(it.keep, it.counts.tolist()):
-            if not c:
-                continue
-            src = it.ds.images[k]
-            anns = groups_by_image[src["id"]]
-            if os.path.isabs(src["file_name"]):  # already absolute: express it below the common root
-                file_name = Path(os.path.relpath(src["file_name"], common)).as_posix()
-            else:
-                file_name = src["file_name"] if prefix == "." else f"{prefix}/{src['file_name']}"
-            for copy in range(1, c + 1):
-                img = {key: v for key, v in src.items() if key not in ("copy", "copies")}
-                img["id"] = len(images) + 1
-                img["file_name"] = file_name
-                img.setdefault("source", it.name)
-                img.setdefault("source_image_id", src["id"])
-                if c > 1:
-                    img["copy"], img["copies"] = copy, c
-                images.append(img)
-                for a in anns:
-                    ann = dict(a)
-                    ann["id"] = len(annotations) + 1
-                    ann["image_id"] = img["id"]
-                    ann.setdefault("source", img["source"])
-                    annotations.append(ann)
-                n_img += 1
-                n_ann += len(anns)
-        report_inputs.append({
-            "name": it.name,
-            "path": it.where,
-            "split": it.split,
-            "split_from": it.split_from,
-            "file_name_prefix": prefix,
-            "images": len(it.ds.images),
-            "annotations": len(it.ds.annotations),
-            "images_available": len(it.keep),
-            "weight": float(it.weight) if it.weight is not None else None,
-            "images_out": n_img,
-            "annotations_out": n_ann,
-            "unique_images_out": int(np.count_nonzero(it.counts)),
-            "max_copies": int(it.counts.max()) if it.counts.size else 0,
-        })
 
-    by_index = {it.index: it for it in items}
+def _reread(it: _Input) -> Iterator[EntityDataset]:
+    """Pass 2's parts of an input: the kept ones, the dataset object itself, or the file(s) read
+    again one part at a time (a sharded dataset's shards are SHA-256-checked against its manifest)."""
+    if it.parts is not None:
+        yield from it.parts
+    elif isinstance(it.source, EntityDataset):
+        yield it.source
+    else:
+        yield from load_parts(it.source)
+
+
+def _emit(plan: _Plan) -> Iterator[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    """Pass 2 of a merge, the one owner of its output: each output image with its annotations, in
+    output order (inputs in order, images in file order, each copy in turn), ids re-based to
+    1..N, provenance added and ``file_name`` placed below ``plan.common``. Reads one input part at
+    a time; counts ``images_out`` / ``annotations_out`` per input. Raises :class:`DatasetError`
+    naming the input when a part differs from what pass 1 read."""
+    n_img = n_ann = 0
+    for it, prefix in zip(plan.items, plan.prefixes):
+        copies = np.zeros(len(it.ds.images), np.int64)  # copies per image of the input (0: not used)
+        copies[it.keep] = it.counts
+        start = n_parts = 0
+        for part in _reread(it):
+            where = str(part.path) if part.path is not None else it.where
+            n_images, n_annotations = it.part_sizes[n_parts] if n_parts < len(it.part_sizes) else (-1, -1)
+            first_read = it.ds.images[start:start + n_images]
+            if (len(part.images) != n_images or len(part.annotations) != n_annotations
+                    or any(img["id"] != ref["id"] for img, ref in zip(part.images, first_read))):
+                raise DatasetError("changed while it was being merged (its images or annotations differ from the "
+                                   "first reading); run the merge again", where)
+            groups_by_image = part.annotations_by_image()
+            for src, c in zip(part.images, copies[start:start + n_images].tolist()):
+                if not c:
+                    continue
+                anns = groups_by_image[src["id"]]
+                if os.path.isabs(src["file_name"]):  # already absolute: express it below the common root
+                    file_name = Path(os.path.relpath(src["file_name"], plan.common)).as_posix()
+                else:
+                    file_name = src["file_name"] if prefix == "." else f"{prefix}/{src['file_name']}"
+                for copy in range(1, c + 1):
+                    img = {key: v for key, v in src.items() if key not in ("copy", "copies")}
+                    n_img += 1
+                    img["id"] = n_img
+                    img["file_name"] = file_name
+                    img.setdefault("source", it.name)
+                    img.setdefault("source_image_id", src["id"])
+                    if c > 1:
+                        img["copy"], img["copies"] = copy, c
+                    out_anns = []
+                    for a in anns:
+                        ann = dict(a)
+                        n_ann += 1
+                        ann["id"] = n_ann
+                        ann["image_id"] = img["id"]
+                        ann.setdefault("source", img["source"])
+                        out_anns.append(ann)
+                    it.images_out += 1
+                    it.annotations_out += len(anns)
+                    yield img, out_anns
+            start += n_images
+            n_parts += 1
+            del part, groups_by_image
+        if n_parts != len(it.part_sizes):
+            raise DatasetError(f"changed while it was being merged ({n_parts} parts, {len(it.part_sizes)} at first); "
+                               "run the merge again", it.where)
+
+
+def _report(plan: _Plan) -> dict[str, Any]:
+    """The merge's report (``info.merge``), once :func:`_emit` has run to its end."""
+    report_inputs = [{
+        "name": it.name,
+        "path": it.where,
+        "split": it.split,
+        "split_from": it.split_from,
+        "file_name_prefix": prefix,
+        "images": len(it.ds.images),
+        "annotations": it.annotations,
+        "images_available": len(it.keep),
+        "weight": float(it.weight) if it.weight is not None else None,
+        "images_out": it.images_out,
+        "annotations_out": it.annotations_out,
+        "unique_images_out": int(np.count_nonzero(it.counts)),
+        "max_copies": int(it.counts.max()) if it.counts.size else 0,
+    } for it, prefix in zip(plan.items, plan.prefixes)]
+    by_index = {it.index: it for it in plan.items}
     dup_list = [
         {HASH_NAME: h, "images": [{"input": by_index[i].name, "image_id": by_index[i].ds.images[k]["id"],
                                     "file_name": by_index[i].ds.images[k]["file_name"]} for i, k in locs]}
-        for h, locs in list(groups.items())[:MAX_LISTED]
+        for h, locs in list(plan.groups.items())[:MAX_LISTED]
     ]
-    merge_report = {
-        "split": split,
-        "seed": seed,
-        "total": total,
-        "weights": "relative shares of the output" if weights is not None else None,
+    return {
+        "split": plan.split,
+        "seed": plan.seed,
+        "total": plan.total,
+        "weights": "relative shares of the output" if plan.weighted else None,
         "sampling": "per input: every image ⌊quota/n⌋ times, the rest drawn without replacement (seeded)",
-        "content_hash": HASH_NAME if hash_images else None,
+        "content_hash": HASH_NAME if plan.hash_images else None,
         "inputs": report_inputs,
         "duplicates": {
-            "groups": len(groups),
-            "extra_images": sum(len(v) - 1 for v in groups.values()),
-            "dropped": bool(dedupe),
+            "groups": len(plan.groups),
+            "extra_images": sum(len(v) - 1 for v in plan.groups.values()),
+            "dropped": bool(plan.dedupe),
             "listed": dup_list,
         },
         "holdout": {
-            "datasets": [{"path": w, "images": len(h.images)} for h, w in holdouts],
-            "overlap": len(overlaps),
-            "dropped": bool(overlaps) and drop_holdout_overlap,
-            "listed": overlaps[:MAX_LISTED],
+            "datasets": [{"path": h.where, "images": len(h.ds.images)} for h in plan.holdouts],
+            "overlap": len(plan.overlaps),
+            "dropped": bool(plan.overlaps) and plan.drop_holdout_overlap,
+            "listed": plan.overlaps[:MAX_LISTED],
         },
-        "images": len(images),
-        "annotations": len(annotations),
+        "images": sum(it.images_out for it in plan.items),
+        "annotations": sum(it.annotations_out for it in plan.items),
     }
-    names_txt = " + ".join(it.name for it in items)
-    info = new_info(f"entitykit merge of {names_txt}", split=split, merge=merge_report)
-    return EntityDataset(images=images, annotations=annotations, info=info, image_root=common)

@@ -31,7 +31,7 @@ def _pairs(values: list[str], what: str) -> dict[str, str]:
 @user_errors
 def merge(
     inputs: list[Path] = typer.Argument(..., help="Entity dataset JSONs (or sharded datasets' folders) to merge (all of one split)."),
-    output: Path = typer.Option(..., "--output", "-o", help="Merged entity dataset JSON to write (atomically)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Merged entity dataset JSON to write (atomically); a sharded dataset folder with --shard-images."),
     names: Optional[str] = typer.Option(None, "--names", help="Comma-separated input names (default: each input's source, else its file stem)."),
     weight: list[str] = typer.Option([], "--weight", "-w", help="NAME=W, repeated: relative share of the output per input (give every input one)."),
     total: Optional[int] = typer.Option(None, "--total", "-n", help="Number of output images (default: all input images, each once — the paper's Table 4 setting)."),
@@ -43,36 +43,50 @@ def merge(
     no_hash: bool = typer.Option(False, "--no-content-check", help="Do not read image files (no duplicate or holdout detection)."),
     images: list[str] = typer.Option([], "--images", help="NAME=DIR, repeated: image folder of an input (overrides its info.image_root)."),
     workers: int = typer.Option(4, "--workers", "-j", help="Threads hashing image files (0 = all cores)."),
+    shard_images: int = typer.Option(0, "--shard-images", help="Write a sharded dataset folder (-o) of N output images per JSON shard, streaming (memory: one input shard); 0 = one JSON file."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="With --shard-images: replace an existing non-empty output folder (a JSON output is replaced as always)."),
     quiet: bool = QUIET,
     verbose: bool = typer.Option(False, "--verbose", "-v", help="List every group of duplicate images (not only the first 5)."),
 ) -> None:
-    """Merge entity datasets: ids re-based, provenance kept, duplicates reported, weighted sampling to a fixed total."""
-    from ..fileio import check_output
-    from ..merge import merge_datasets
+    """Merge entity datasets: ids re-based, provenance kept, duplicates reported, weighted sampling to a fixed total.
 
+    With --shard-images N the output is a sharded dataset folder (docs/sharding.md) holding the
+    same images and annotations, written input shard by input shard."""
+    from ..fileio import check_output
+    from ..merge import merge_datasets, merge_to_shards
+
+    if shard_images < 0:
+        raise EntityKitError(f"--shard-images must be ≥ 1 (0 = one JSON file), got {shard_images}")
     weights = {k: _float(k, v) for k, v in _pairs(weight, "--weight").items()} or None
     n_workers = worker_count(workers)
-    check_output(output, inputs=[*inputs, *holdout])
-    ds = merge_datasets(
-        inputs,
-        names=[n.strip() for n in names.split(",")] if names else None,
-        image_roots=_pairs(images, "--images") or None,
-        weights=weights,
-        total=total,
-        seed=seed,
-        split=split,
-        holdout=holdout,
-        dedupe=dedupe,
-        drop_holdout_overlap=drop_holdout_overlap,
-        hash_images=not no_hash,
-        workers=n_workers,
-        progress=not quiet,
-    )
-    ds.save(output)
+    check_output(output, kind="folder" if shard_images else "file", inputs=[*inputs, *holdout],
+                 overwrite=overwrite or not shard_images)
+    options = {
+        "names": [n.strip() for n in names.split(",")] if names else None,
+        "image_roots": _pairs(images, "--images") or None,
+        "weights": weights,
+        "total": total,
+        "seed": seed,
+        "split": split,
+        "holdout": holdout,
+        "dedupe": dedupe,
+        "drop_holdout_overlap": drop_holdout_overlap,
+        "hash_images": not no_hash,
+        "workers": n_workers,
+        "progress": not quiet,
+    }
+    if shard_images:
+        res = merge_to_shards(inputs, output, shard_images=shard_images, overwrite=overwrite, **options)
+        rep, image_root, shards = res.report, res.image_root, f"{len(res.manifest.shards):,} shards, "
+        report_key = "manifest.json's merge"
+    else:
+        ds = merge_datasets(inputs, **options)
+        ds.save(output)
+        rep, image_root, shards = ds.info["merge"], ds.image_root, ""
+        report_key = "info.merge"
     if quiet:
         return
-    rep = ds.info["merge"]
-    t = Table(title=f"merged → {escape(str(output))} (split {rep['split']}, seed {rep['seed']})")
+    t = Table(title=f"merged → {escape(str(output))} ({shards}split {rep['split']}, seed {rep['seed']})")
     # weights and sampling columns only when they say something (the default mix takes every image once)
     weighted = any(r["weight"] is not None for r in rep["inputs"])
     sampled = any(r["max_copies"] != 1 or r["unique_images_out"] != r["images_out"] for r in rep["inputs"])
@@ -99,7 +113,7 @@ def merge(
     if d["groups"]:
         verb = "dropped" if d["dropped"] else "kept (use --dedupe to drop)"
         err_console.print(f"[yellow]duplicates:[/] {d['groups']:,} image(s) with identical file bytes, "
-                          f"{d['extra_images']:,} extra cop(ies) {verb}; listed in info.merge.duplicates", highlight=False)
+                          f"{d['extra_images']:,} extra cop(ies) {verb}; listed in {report_key}.duplicates", highlight=False)
         listed = d["listed"] if verbose else d["listed"][:5]
         for g in listed:
             err_console.print("  " + " = ".join(f"{x['input']}:{x['image_id']} ({x['file_name']})" for x in g["images"]),
@@ -114,7 +128,7 @@ def merge(
         console.print(f"holdout: no image shared with the {n_held:,} image(s) of {len(h['datasets'])} holdout set(s)", highlight=False)
     if rep["content_hash"] is None:
         err_console.print("[yellow]image contents not checked (--no-content-check)[/]")
-    console.print(f"image root: {escape(str(ds.image_root))}", highlight=False, soft_wrap=True)
+    console.print(f"image root: {escape(str(image_root))}", highlight=False, soft_wrap=True)
 
 
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
