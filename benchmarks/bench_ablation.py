@@ -62,7 +62,7 @@ def main() -> None:
                 print(f"{name} seed {seed}: APe {r.summary['APe']:.3f} ({seconds:.0f} s)", flush=True)
     print(f"\n{args.iterations} iterations, tiny preset, {args.train_images} train / {args.val_images} held-out "
           f"synthetic {h}×{w} images, seeds {args.seeds} (mean, and min–max when several)")
-    print(f"| variant | APe | APe50 | APe75 | AR100 | train s |")
+    print("| variant | APe | APe50 | APe75 | AR100 | train s |")
     print("|---|---|---|---|---|---|")
     for name, results in rows.items():
         cell = []

@@ -37,7 +37,6 @@ from __future__ import annotations
 import bisect
 import contextlib
 import hashlib
-import io
 import json
 import os
 import re

@@ -417,7 +417,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, stop
 
 
 def _train(cfg: TrainConfig, resume: bool, progress: bool, stop_after: int | None, threads: int) -> TrainResult:
-    from .model import EntityModel, get_config, prepare_images  # noqa: PLC0415
+    from .model import EntityModel, get_config  # noqa: PLC0415
     from .model.config import pretrained_problem  # noqa: PLC0415
     from .model.checkpoint import load_checkpoint, read_checkpoint_config  # noqa: PLC0415
 

@@ -496,3 +496,13 @@ def test_data_commands_do_not_import_torch(tiny, tmp_path):
         assert rec["code"] in (0, None), rec
         assert rec["heavy"] == [], f"`entitykit {' '.join(rec['args'])}` imported {rec['heavy']}"
     assert (o / "pk").is_dir() and (o / "r.json").is_file() and (o / "e.png").is_file()
+
+
+def test_one_problem_is_one_line(tiny, tmp_path):
+    """A command refusing a list of problems (ProblemsError) prints the list only when there is more
+    than one: a single problem is exactly one line, the error line."""
+    ents = str(tiny["ents"])
+    r = runner.invoke(app, ["merge", ents, ents, "-o", str(tmp_path / "m.json"), "--no-content-check", "--split", "train"])
+    lines = [x for x in r.stderr.splitlines() if x.strip()]
+    assert r.exit_code == 1 and len(lines) == 1 and lines[0].startswith("error:") and "also the name of" in lines[0], lines
+    assert not (tmp_path / "m.json").exists()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import urllib.error
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F

@@ -23,7 +23,6 @@ from entitykit.cli import app
 from entitykit.convert import convert_coco_panoptic
 from entitykit.data import Augment, ConcatSource, TrainingSet, batch_keys, open_source
 from entitykit.dataset import EntityDataset
-from entitykit.errors import DatasetError, ProblemsError
 from entitykit.merge import merge_datasets
 from entitykit.pack import EntityPack, pack_dataset, verify_pack
 from entitykit.shards import entry_for_file, manifest_for, shard_counts, write_manifest

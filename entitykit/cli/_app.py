@@ -252,7 +252,7 @@ def user_errors(fn: F) -> F:
                     "entitykit, please report it (ENTITYKIT_DEBUG=1 shows the traceback)", highlight=False,
                     soft_wrap=True)
                 raise typer.Exit(2) from None
-            if isinstance(e, ProblemsError):
+            if isinstance(e, ProblemsError) and len(e.problems) > 1:  # one problem: only its error line
                 for p in e.problems[:50]:
                     err_console.print(f"[red]✗[/] {escape(_one_line(str(p)))}", highlight=False, soft_wrap=True)
                 if len(e.problems) > 50:
@@ -261,6 +261,16 @@ def user_errors(fn: F) -> F:
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def shard_images_count(n: int) -> int:
+    """``--shard-images``' value (convert, merge): 0 = one JSON file, N ≥ 1 = a sharded folder of N images
+    per shard; a negative number refused."""
+    if n < 0:
+        from ..errors import EntityKitError  # noqa: PLC0415
+
+        raise EntityKitError(f"--shard-images must be ≥ 1 (0 = one JSON file), got {n}")
+    return n
 
 
 def worker_count(n: int, option: str = "--workers") -> int:

@@ -9,7 +9,8 @@ from typing import Literal, Optional
 import typer
 
 from ._app import (
-    QUIET, Table, _one_line, app, console, err_console, escape, print_json, sub_app, user_errors, worker_count,
+    QUIET, Table, _one_line, app, console, err_console, escape, print_json, shard_images_count, sub_app, user_errors,
+    worker_count,
 )
 
 convert_app = sub_app("Convert a source dataset to the entity format.")
@@ -276,9 +277,7 @@ def _sharded_options(shard_images: int, shard: Optional[str], resume: bool, id_m
     """Whether the sharded options ask for a sharded output; refuses them without --shard-images."""
     from ..errors import EntityKitError
 
-    if shard_images < 0:
-        raise EntityKitError(f"--shard-images must be ≥ 1 (0 = one JSON file), got {shard_images}")
-    if not shard_images:
+    if not shard_images_count(shard_images):
         if shard is not None or resume:
             raise EntityKitError(f"{'--shard' if shard is not None else '--resume'} needs --shard-images N "
                                  "(a sharded output folder)")

@@ -9,7 +9,7 @@ from typing import Literal, Optional
 import typer
 
 from ..errors import EntityKitError
-from ._app import QUIET, Table, app, console, err_console, escape, user_errors, worker_count
+from ._app import QUIET, Table, app, console, err_console, escape, shard_images_count, user_errors, worker_count
 
 Split = Literal["train", "val", "test"]  # = entitykit.merge.SPLITS (tests/test_cli_conventions.py checks)
 DEFAULT_SHARD_IMAGES = 5000  # = entitykit.pack.DEFAULT_SHARD_IMAGES (checked likewise; pack imports h5py)
@@ -55,8 +55,7 @@ def merge(
     from ..fileio import check_output
     from ..merge import merge_datasets, merge_to_shards
 
-    if shard_images < 0:
-        raise EntityKitError(f"--shard-images must be ≥ 1 (0 = one JSON file), got {shard_images}")
+    shard_images_count(shard_images)
     weights = {k: _float(k, v) for k, v in _pairs(weight, "--weight").items()} or None
     n_workers = worker_count(workers)
     check_output(output, kind="folder" if shard_images else "file", inputs=[*inputs, *holdout],

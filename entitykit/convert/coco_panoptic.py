@@ -12,7 +12,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from panopticapi.utils import rgb2id
 
 from ..dataset import EntityDataset, image_entry_problem, is_id
