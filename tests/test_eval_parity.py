@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pycocotools.cocoeval import COCOeval
 
 from entitykit.errors import EntityKitError, PredictionError
 from entitykit.evaluation import _scan, evaluate

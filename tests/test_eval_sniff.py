@@ -372,7 +372,7 @@ def test_bad_score_types_in_entitykit_and_panoptic_predictions(tmp_path, value, 
         {"image_id": 1, "file_name": "1.png", "segments": [{"id": 1, "score": 0.9}, {"id": 2, "score": value}]}]})
     r, out = _cli(gt, f)
     assert r.exit_code == 1 and "Traceback" not in out
-    assert f"id 2 of image 1 (image 1)" not in out  # the label is not doubled
+    assert "id 2 of image 1 (image 1)" not in out  # the label is not doubled
     assert says in _one_error_line(out) and "id 2 of image 1" in out
     # panoptic
     pan = tmp_path / "pan"

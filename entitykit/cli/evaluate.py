@@ -85,9 +85,8 @@ def eval_command(
     """Score entity predictions: APe (COCO mask AP, class-agnostic, no overlap allowed) and PQ; Boundary APe
     with --iou boundary or both."""
     from ..errors import EntityKitError
-    from ..evaluation import evaluate
+    from ..evaluation import evaluate  # imports no numpy: evaluate reads the files while it imports it
     from ..evaluation.boundary import DEFAULT_DILATION_RATIO
-    from ..evaluation.report import print_report, result_to_json, write_pr_curves, write_result_json
     from ..fileio import check_output
 
     if workers < 0:
@@ -113,6 +112,8 @@ def eval_command(
     r = evaluate(gt, pred, gt_png_dir=gt_png_dir, pred_png_dir=pred_png_dir, pred_format=pred_format.value,
                  overlap=overlap.value, max_dets=max_dets, crowd=crowd.value, workers=workers, pq=not no_pq,
                  iou=kinds, dilation_ratio=dilation_ratio, area_rule=area_rule.value, progress=not quiet)
+    from ..evaluation.report import print_report, result_to_json, write_pr_curves, write_result_json
+
     say = err_console if json_stdout else console  # stdout holds nothing but the JSON when it is the JSON's
     if not quiet:
         print_report(r, say, worst=worst)

@@ -17,7 +17,7 @@ integers, the same division pycocotools' C code does, so the values are bit-iden
 Boundary mode (``bands``): the IoU used for matching is min(mask IoU, band IoU) for non-crowd
 GT and the mask crowd IoU for crowd GT — boundary-iou-api's ``COCOeval.computeBoundaryIoU``.
 
-``accumulate_curves`` is pycocotools' ``COCOeval.accumulate`` for one max-dets cut, and
+``accumulate_curves`` is pycocotools' ``COCOeval.accumulate`` for every max-dets cut at once, and
 ``decode_counts`` / ``decode_runs`` the package's one decoder of COCO compressed counts.
 """
 
@@ -58,21 +58,25 @@ a side overlaps), best_iou_gt float64. TypeError / ValueError for a buffer of th
 type or length, MemoryError when scratch memory runs out."""
 
 accumulate_curves = _ckernel.accumulate_curves
-"""accumulate_curves(idx_sorted, scores_sorted, match, ign, npig, rec_thrs, precision, recall,
-scores) -> None
+"""accumulate_curves(idx_sorted, scores_sorted, rank_sorted, max_dets, match, ign, npig, rec_thrs,
+precision, recall, scores) -> None
 
-pycocotools' accumulate for one max-dets cut, every area range and IoU threshold.
-``idx_sorted`` (int64): the detections in pycocotools' global order (stable sort on -score);
-``scores_sorted`` (float64) their scores; match / ign uint8 (n_dt, A, T); npig int64 (A,);
-writes precision (T, R, A), recall (T, A), scores (T, R, A) (float64) for every area range with
-npig[a] > 0.
+pycocotools' accumulate for every max-dets cut, area range and IoU threshold, in one pass.
+``idx_sorted`` (int64): the detections in pycocotools' global order (stable sort on -score over
+the concatenation order); ``scores_sorted`` (float64) their scores; ``rank_sorted`` (int64) their
+score rank within their image; ``max_dets`` int64 (M,): a detection takes part in cut m when its
+rank < max_dets[m] (each cut's own stable sort is the restriction of the global one); match / ign
+uint8 (n_dt, A, T); npig int64 (A,); rec_thrs ascending, rec_thrs[0] <= 1 / npig; writes
+precision (T, R, A, M), recall (T, A, M), scores (T, R, A, M) (float64, C order: pycocotools'
+arrays without the category axis) for every area range with npig[a] > 0, leaving the others.
 
 Same floats as pycocotools: precision tp / (fp + tp + eps) and recall tp / npig on float64
-counts. Two exact shortcuts: (1) a recall threshold x > 0 is first reached at a true positive
-(recall only grows there), so the binary search runs over the true positives; (2) the
-interpolated precision (running max from the right) only needs the values at true positives,
-because between two true positives precision can only fall. Max and comparisons do no
-arithmetic, so the results are bit-identical."""
+counts. Exact shortcuts: (1) a recall threshold x > 0 is first reached at a true positive (recall
+only grows there); (2) the interpolated precision (running max from the right) only needs the
+values at true positives, because between two true positives precision can only fall, so per
+threshold the pass keeps the max over the true positives that reach it first (a suffix max at the
+end). Max and comparisons do no arithmetic, so the results are bit-identical. ValueError for
+inconsistent shapes or thresholds, MemoryError when scratch memory runs out."""
 
 
 def image_intersections(g_buf: np.ndarray, g_s: np.ndarray, g_e: np.ndarray, d_buf: np.ndarray, d_s: np.ndarray,

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _cscan
+from ._ahead import NOT_SCANNED
 from .ape import IndexLabels, PredColumns
 
 
@@ -46,14 +47,15 @@ def _writable(raw) -> bytearray:
     return raw if isinstance(raw, bytearray) else bytearray(raw)
 
 
-def coco_results(raw) -> PredColumns | None:
+def coco_results(raw, scanned=NOT_SCANNED) -> PredColumns | None:
     """A COCO results list (a bytearray, used in place; other bytes-like objects are copied) →
     :class:`~.ape.PredColumns` (labels "result [k]", each bbox's state and (w, h) kept for the area
-    rule), or None (give up; ``raw`` untouched)."""
+    rule), or None (give up; ``raw`` untouched). ``scanned``: ``_cscan.results(raw)`` when it was
+    run already (``_ahead``; ``raw`` then a bytearray)."""
     if raw is None:
         return None
     buf = _writable(raw)
-    out = _cscan.results(buf)
+    out = _cscan.results(buf) if scanned is NOT_SCANNED else scanned
     if out is None:
         return None
     n, img, hw, se, esc, score, box, wh = out
@@ -92,15 +94,16 @@ class EntityFile:
     categories: list | None = None
 
 
-def entity_file(raw) -> EntityFile | None:
+def entity_file(raw, scanned=NOT_SCANNED) -> EntityFile | None:
     """``{"images": [...], "annotations": [...], "categories": ...?, ...}`` with the annotations
     read by the compiled scanner and the (small) images / categories members by json; None when
     the scanner gives up (the caller parses the whole file with json: ``raw`` is then untouched).
-    ``raw``: a bytearray, used in place (other bytes-like objects are copied)."""
+    ``raw``: a bytearray, used in place (other bytes-like objects are copied); ``scanned``:
+    ``_cscan.entity(raw)`` when it was run already (``_ahead``; ``raw`` then a bytearray)."""
     if raw is None:
         return None
     raw = _writable(raw)
-    out = _cscan.entity(raw)
+    out = _cscan.entity(raw) if scanned is NOT_SCANNED else scanned
     if out is None:
         return None
     spans = {k.decode("ascii"): (s, e) for k, s, e in out[0]}

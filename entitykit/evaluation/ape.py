@@ -582,11 +582,8 @@ def evaluate_all(inp: EvalInputs, *, max_dets: int = 100, allow_overlap: bool = 
         K.evaluate_images(0, n_img, *args)
     else:
         # the kernel releases the GIL; images go out in chunks, first come first served
-        from concurrent.futures import ThreadPoolExecutor
-
         step = max(16, n_img // (n_threads * _CHUNKS_PER_THREAD))
-        with ThreadPoolExecutor(n_threads) as ex:
-            list(ex.map(lambda lo: K.evaluate_images(lo, min(lo + step, n_img), *args), range(0, n_img, step)))
+        _in_threads(lambda lo: K.evaluate_images(lo, min(lo + step, n_img), *args), range(0, n_img, step), n_threads)
     # The kernel checks every RLE's runs as it decodes (the rule of ``entitykit.masks.runs_problem``, at no
     # extra pass); the message of a flagged one comes from that owner.
     bad_g = np.flatnonzero((g_status != K.RLE_OK) & (g_status != K.RLE_BAD_BAND))
@@ -606,6 +603,46 @@ def evaluate_all(inp: EvalInputs, *, max_dets: int = 100, allow_overlap: bool = 
         raise RuntimeError(f"image {inp.img_ids[k]!r}: a boundary band is not a valid RLE of the image "
                            "(a bug: bands are made by entitykit.evaluation.boundary from checked masks)")
     return out
+
+
+def _in_threads(fn, items, n_threads: int) -> None:
+    """``fn(item)`` for every item on ``n_threads`` threads, first come first served; the first
+    exception is raised here once every thread has stopped (no item is started after it). Plain
+    ``threading``: importing ``concurrent.futures`` (with ``logging``) costs ~33 M instructions,
+    ~3 % of ``entitykit eval`` on 300 images."""
+    import threading  # noqa: PLC0415
+
+    todo = iter(items)
+    lock = threading.Lock()
+    errors: list = []
+
+    def work() -> None:
+        while True:
+            with lock:
+                item = next(todo, _DONE) if not errors else _DONE
+            if item is _DONE:
+                return
+            try:
+                fn(item)
+            except BaseException as e:  # noqa: BLE001  (raised in the caller's thread)
+                with lock:
+                    errors.append(e)
+
+    threads = [threading.Thread(target=work, name=f"entitykit-kernel-{k}", daemon=True) for k in range(n_threads)]
+    for t in threads:
+        t.start()
+    try:
+        for t in threads:
+            t.join()
+    except BaseException:  # Ctrl-C while waiting: no further item starts
+        with lock:
+            errors.append(None)
+        raise
+    if errors:
+        raise errors[0]
+
+
+_DONE = object()
 
 
 def _runs_message(counts: bytes, height: int, width: int) -> str:
@@ -653,27 +690,20 @@ def accumulate(inp: EvalInputs, per: PerImage, img_mask: np.ndarray | None = Non
     has_any = (np.bincount(inp.g_img[sel_g], minlength=n_img) + np.bincount(inp.d_img[order], minlength=n_img)) > 0
     if not has_any.any():
         return Accumulated(precision, recall, scores, md, n_gt)
-    for m, max_det in enumerate(md):
-        keep = rank < max_det
-        idx = order[keep]
-        dt_scores = d_scores_all[keep]
-        inds = np.argsort(-dt_scores, kind="mergesort")
-        dt_scores_sorted = dt_scores[inds]
-        idx_sorted = idx[inds]
-        npig = np.zeros(A, np.int64)
-        for a in range(A):
-            gt_ig = gcrowd | (ga < AREA_RNG[a, 0]) | (ga > AREA_RNG[a, 1])
-            npig[a] = np.count_nonzero(gt_ig == 0)
-        n_gt[:] = npig
-        p_out = np.zeros((T, R, A))
-        r_out = np.zeros((T, A))
-        s_out = np.zeros((T, R, A))
-        K.accumulate_curves(idx_sorted, dt_scores_sorted, per.match, per.ign, npig, REC_THRS, p_out, r_out, s_out)
-        for a in range(A):
-            if npig[a]:  # pycocotools leaves -1 where there is no ground truth
-                precision[:, :, 0, a, m] = p_out[:, :, a]
-                recall[:, 0, a, m] = r_out[:, a]
-                scores[:, :, 0, a, m] = s_out[:, :, a]
+    for a in range(A):
+        gt_ig = gcrowd | (ga < AREA_RNG[a, 0]) | (ga > AREA_RNG[a, 1])
+        n_gt[a] = np.count_nonzero(gt_ig == 0)
+    # pycocotools sorts each cut's detections (rank < max_det) stably on -score; those orders are
+    # restrictions of the one stable order of all detections, so one sort serves every cut (the
+    # kernel keeps a detection in cut m when its rank < md[m]). Measured on the 5,000-image set
+    # (same process, CPU time, min of 5-7): accumulate 0.24 s (a sort and a pass per cut) -> 0.08 s.
+    keep = rank < max(md)
+    idx, dt_scores, rank = order[keep], d_scores_all[keep], rank[keep]
+    inds = np.argsort(-dt_scores, kind="mergesort")
+    # precision / recall / scores are C-contiguous (T, R, 1, A, M) / (T, 1, A, M): the kernel writes
+    # them in place where n_gt[a] > 0 (pycocotools leaves -1 where there is no ground truth)
+    K.accumulate_curves(idx[inds], dt_scores[inds], rank[inds], np.array(md, np.int64), per.match, per.ign, n_gt,
+                        REC_THRS, precision, recall, scores)
     return Accumulated(precision, recall, scores, md, n_gt)
 
 

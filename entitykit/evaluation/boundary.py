@@ -33,13 +33,16 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from . import _cband
-from ._kernel import decode_runs
+
+if TYPE_CHECKING:  # annotations only (numpy is imported in the functions, see below)
+    import numpy as np
+
+# numpy and the RLE decoder (``_kernel``) are imported in the functions that use them: ``evaluate``
+# imports this module for DEFAULT_DILATION_RATIO / check_ratio before it imports numpy (``_ahead``).
 
 DEFAULT_DILATION_RATIO = 0.02  # boundary-iou-api's default and the paper's (2 % of the image diagonal)
 
@@ -49,6 +52,8 @@ def dilation_for(height: int, width: int, ratio: float = DEFAULT_DILATION_RATIO)
 
     The reference's expression verbatim, with numpy's float64 sqrt and Python's round (ties to
     even: a diagonal giving 2.5 px makes a 2-px band, 3.5 px a 4-px band)."""
+    import numpy as np  # noqa: PLC0415
+
     d = int(round(ratio * np.sqrt(height**2 + width**2)))
     return d if d >= 1 else 1
 
@@ -67,6 +72,10 @@ def check_ratio(ratio: float) -> float:
 def band_counts(counts: bytes | str, height: int, width: int, dilation: int) -> str:
     """The band of one COCO RLE mask (compressed counts, str or bytes) of a ``height`` × ``width``
     image, ``dilation`` ≥ 1 px, as compressed counts (str). ValueError for a malformed string."""
+    import numpy as np  # noqa: PLC0415
+
+    from ._kernel import decode_runs  # noqa: PLC0415
+
     raw = counts.encode("ascii") if isinstance(counts, str) else bytes(counts)
     rs, re, rk = decode_runs(np.frombuffer(raw, np.uint8), np.zeros(1, np.int64), np.full(1, len(raw), np.int64))
     one = np.ones(1, np.int64)
@@ -76,6 +85,10 @@ def band_counts(counts: bytes | str, height: int, width: int, dilation: int) -> 
 
 def mask_to_boundary(mask: np.ndarray, dilation_ratio: float = DEFAULT_DILATION_RATIO) -> np.ndarray:
     """Dense convenience form of the reference's function: (H, W) 0/1 array → (H, W) uint8 band."""
+    import numpy as np  # noqa: PLC0415
+
+    from ._kernel import decode_runs  # noqa: PLC0415
+
     m = np.asarray(mask).astype(bool)
     h, w = m.shape
     idx = np.flatnonzero(np.diff(np.concatenate(([0], m.ravel(order="F").astype(np.int8), [0])))).astype(np.int64)
@@ -95,6 +108,12 @@ CHUNK_BYTES = 1 << 18  # RLE string bytes per call: bounds the decoded runs held
 def _side(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, img: np.ndarray, heights: np.ndarray,
           widths: np.ndarray, dilations: np.ndarray, advance: Callable[[int], None] | None, workers: int):
     """Bands of the masks of one side (GT or predictions), laid out like the inputs."""
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+
+    import numpy as np  # noqa: PLC0415
+
+    from ._kernel import decode_runs  # noqa: PLC0415
+
     m = len(starts)
     if m == 0:
         return np.zeros(0, np.uint8), np.zeros(0, np.int64), np.zeros(0, np.int64)
@@ -141,6 +160,8 @@ def boundary_bands(inp, dilation_ratio: float = DEFAULT_DILATION_RATIO, *,
     not a finite number > 0 or a malformed RLE string. Memory: the inputs and outputs plus, per
     thread, one chunk of decoded runs (``CHUNK_BYTES`` of strings, or one mask if larger) and the
     kernel's scratch (O(runs) of one mask)."""
+    import numpy as np  # noqa: PLC0415
+
     ratio = check_ratio(dilation_ratio)
     dil = np.array([dilation_for(int(h), int(w), ratio) for h, w in zip(inp.heights.tolist(), inp.widths.tolist())],
                    np.int64)

@@ -16,7 +16,6 @@ an entity dataset (annotations as columns). Only when it gives up is the file pa
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,7 @@ from typing import Any
 from ..errors import DatasetError, EntityKitError, PredictionError
 from ..fileio import read_json
 from ..prediction_format import COCO_RESULTS_JSON, PREDICTIONS_FORMAT, PREDICTIONS_JSON
-from . import _scan
+from . import _ahead, _scan
 
 # kinds eval can use
 COCO_RESULTS = "coco-results"  # [{image_id, segmentation, score, ...}]
@@ -94,11 +93,12 @@ class FileKind:
 # sniff
 
 
-def sniff(src: Any, *, role: str = "pred") -> FileKind:
+def sniff(src: Any, *, role: str = "pred", ahead: _ahead.ReadAhead | None = None) -> FileKind:
     """Decide from content what ``src`` is (a path to a file or folder, a parsed dict / list, or
     an object with ``.images`` / ``.annotations``; a FileKind is returned as it is). ``role``
     ("pred" or "gt") picks which fast reader is tried first; the kind does not depend on it.
-    Raises only for unreadable files."""
+    ``ahead``: the file read (and scanned) in the background (``_ahead.start``), used when it is
+    this file in this role, else the file is read here. Raises only for unreadable files."""
     if isinstance(src, FileKind):  # sniffed before (api._sniff_ahead)
         return src
     if isinstance(src, (list, dict)):
@@ -113,7 +113,7 @@ def sniff(src: Any, *, role: str = "pred") -> FileKind:
         return _sniff_folder(p, role)
     if not p.exists():
         return FileKind(MISSING, p, None, "not found")
-    return _sniff_file(p, role)
+    return _sniff_file(p, role, ahead)
 
 
 def _sniff_folder(p: Path, role: str) -> FileKind:
@@ -151,30 +151,38 @@ def _readable_dir(p: Path) -> bool:
         return False
 
 
-def _sniff_file(p: Path, role: str) -> FileKind:
-    with open(p, "rb") as f:  # OSError: the CLI boundary names the file
-        head = f.read(32)
+def _sniff_file(p: Path, role: str, ahead: _ahead.ReadAhead | None = None) -> FileKind:
+    pre = ahead.take(p, role) if ahead is not None else None  # (bytes, compiled scan), or read here
+    if pre is None:
+        with open(p, "rb") as f:  # OSError: the CLI boundary names the file
+            head = f.read(32)
+    else:
+        head = bytes(pre[0][:32])
     for magic, kind, what in _MAGIC:
         if head.startswith(magic):
             desc = what
             if magic.startswith(b"\x89PNG") and len(head) >= 24 and head[12:16] == b"IHDR":
                 desc += f" ({int.from_bytes(head[16:20], 'big')}×{int.from_bytes(head[20:24], 'big')})"
             return FileKind(kind, p, None, desc, {"png": magic.startswith(b"\x89PNG")})
-    try:
-        raw = _read(p)
-    except OSError:
-        raise EntityKitError("cannot read the file", p) from None
+    if pre is None:
+        try:
+            raw = _read(p)
+        except OSError:
+            raise EntityKitError("cannot read the file", p) from None
+        scanned = _ahead.NOT_SCANNED  # the compiled reader runs below, if one applies
+    else:
+        raw, scanned = pre
     start = _WS.match(raw).end()
     if start == len(raw):
         return FileKind(EMPTY, p, None, "an empty file (0 bytes)" if not raw else
                         f"an empty file ({_count(len(raw), 'blank character')}, no JSON)")
     first = raw[start:start + 1]
     if first == b"[" and role == "pred":
-        fast = _scan.coco_results(raw)  # compiled reader: columns, no object per prediction
+        fast = _scan.coco_results(raw, scanned)  # compiled reader: columns, no object per prediction
         if fast is not None:
             return FileKind(COCO_RESULTS, p, fast, f"a COCO results list ({_count(len(fast), 'prediction')})")
     if first == b"{" and role == "gt":
-        fast = _scan.entity_file(raw)
+        fast = _scan.entity_file(raw, scanned)
         if fast is not None:
             cats = getattr(fast, "categories", None)
             kind = ENTITY if _entity_categories(cats) else COCO_INSTANCES
@@ -196,15 +204,7 @@ def _sniff_file(p: Path, role: str) -> FileKind:
     return classify(data, p)
 
 
-def _read(p: Path) -> bytearray:
-    """The file's bytes in a bytearray (the compiled reader leaves the RLE strings in it, in place)."""
-    with open(p, "rb") as f:
-        raw = bytearray(os.fstat(f.fileno()).st_size)
-        got = f.readinto(raw)
-        if got < len(raw):
-            del raw[got:]
-        raw += f.read()
-    return raw
+_read = _ahead.read_bytes  # the file's bytes in a bytearray (the compiled reader works in it, in place)
 
 
 def _head(raw: bytes, n: int = 24) -> str:

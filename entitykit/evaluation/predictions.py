@@ -237,9 +237,10 @@ def _check_gt_rle_columns(images: list[tuple[Any, int, int]], cols: Any, path: P
                            f"annotation id {int(cols.id[k])} (image {int(cols.image_id[k])!r})")
 
 
-def load_gt(gt: Any, *, gt_png_dir: str | Path | None = None, crowd: str = "void") -> LoadedGT:
+def load_gt(gt: Any, *, gt_png_dir: str | Path | None = None, crowd: str = "void", ahead: Any = None) -> LoadedGT:
     """An entity dataset (path, dict or object with .images/.annotations), a sharded entity dataset
-    (its folder or manifest.json; ``entitykit.shards``) or COCO panoptic JSON.
+    (its folder or manifest.json; ``entitykit.shards``) or COCO panoptic JSON. ``ahead``: the file
+    read in the background (``_ahead.start(gt, "gt")``), or None.
 
     A sharded dataset is read through the dataset layer (each shard checked, then the cross-shard
     rules) and held whole: scoring needs every ground-truth entity at once."""
@@ -254,7 +255,7 @@ def load_gt(gt: Any, *, gt_png_dir: str | Path | None = None, crowd: str = "void
 
             ds = EntityDataset.load(gt)
             return LoadedGT(list(ds.images), list(ds.annotations), "entity-shards", str(gt))
-    kind = formats.sniff(gt, role="gt")  # a path: read once (the fast reader first), never parsed twice
+    kind = formats.sniff(gt, role="gt", ahead=ahead)  # a path: read once (the fast reader first), never parsed twice
     path, data = kind.path, kind.data
     if kind.kind == formats.ENTITY:
         if hasattr(data, "images"):  # the compiled reader: annotations as typed columns, images as checked dicts
