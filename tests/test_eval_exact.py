@@ -95,6 +95,32 @@ def test_empty_predictions_and_images_without_gt():
     assert r.stats[0] == 0.0
 
 
+def test_pq_is_undefined_without_ground_truth_and_predictions():
+    """panopticapi skips a category with tp + fp + fn = 0 (its average then divides by zero): PQ,
+    SQ and RQ are None (printed "n/a", as AP without ground truth), not 0."""
+    from entitykit.evaluation.report import print_report
+
+    a = box(10, 10, 0, 5, 0, 10)
+    gt, _ = build([[]], [], sizes=[(10, 10)])
+    r = evaluate(gt, [])
+    assert r.pq is not None and (r.pq["PQ"], r.pq["SQ"], r.pq["RQ"]) == (None, None, None)
+    from rich.console import Console
+
+    con = Console(record=True, width=120)
+    print_report(r, con)
+    text = con.export_text()
+    row = [ln for ln in text.splitlines() if "PQ" in ln][0].replace("│", " ").split()
+    assert row[:2] == ["PQ", "n/a"] and row[-3:] == ["n/a", "/", "n/a"], text
+    # a prediction where the ground truth has no entity is over VOID, not a false positive (panopticapi):
+    # still undefined; a missed entity (a false negative) makes PQ 0, defined
+    r = evaluate(gt, [{"image_id": 1, "category_id": 1, "segmentation": build([[a]], [])[0]["annotations"][0]["segmentation"],
+                       "score": 0.9}])
+    assert r.pq["PQ"] is None and r.pq["fp"] == 0
+    gt, _ = build([[a]], [])
+    r = evaluate(gt, [])
+    assert r.pq["PQ"] == 0.0 and r.pq["fn"] == 1
+
+
 # ---------------------------------------------------------------------------------------------
 # property tests: random partitions (fast path) and random overlapping masks (general path)
 

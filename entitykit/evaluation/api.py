@@ -26,9 +26,11 @@ IOU_KINDS = ("mask", "boundary")
 
 
 def _pq(tp: int, fp: int, fn: int, iou: float) -> dict:
-    """panopticapi's per-category formulas (one category: the average is that category)."""
+    """panopticapi's per-category formulas (one category: the average is that category). With no
+    ground truth and no prediction (tp + fp + fn = 0) PQ, SQ and RQ are undefined: None (JSON null,
+    printed "—"), where panopticapi skips the category and its average divides by zero."""
     if tp + fp + fn == 0:
-        return {"PQ": 0.0, "SQ": 0.0, "RQ": 0.0, "tp": 0, "fp": 0, "fn": 0}
+        return {"PQ": None, "SQ": None, "RQ": None, "tp": 0, "fp": 0, "fn": 0}
     return {"PQ": iou / (tp + 0.5 * fp + 0.5 * fn), "SQ": iou / tp if tp else 0.0,
             "RQ": tp / (tp + 0.5 * fp + 0.5 * fn), "tp": int(tp), "fp": int(fp), "fn": int(fn)}
 

@@ -138,7 +138,8 @@ def print_report(r, console, *, worst: int = 5) -> None:
     for i in range(6):
         t.add_row(names[i], _num(r.stats[i]), names[6 + i], _num(r.stats[6 + i]))
     if r.pq is not None:
-        t.add_row("PQ", _num(r.pq["PQ"]), "SQ / RQ", f"{_num(r.pq['SQ'])} / {_num(r.pq['RQ'])}")
+        pq, sq, rq = (-1.0 if r.pq[k] is None else r.pq[k] for k in ("PQ", "SQ", "RQ"))  # None: undefined, as AP's -1
+        t.add_row("PQ", _num(pq), "SQ / RQ", f"{_num(sq)} / {_num(rq)}")
     console.print(t)
     c = r.counts
     if what != "APe":

@@ -180,7 +180,7 @@ def per_image_ape(dataset: Any, predictions: str | Path, *, max_dets: int = 100)
         out[im["id"]] = row
     summary = {k: (float(v) if v >= 0 else None) for k, v in result.summary.items()}
     if result.pq is not None:
-        summary["PQ"] = float(result.pq["PQ"])
+        summary["PQ"] = None if result.pq["PQ"] is None else float(result.pq["PQ"])  # None: no GT, no prediction
     return out, summary
 
 
