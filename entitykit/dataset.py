@@ -19,7 +19,7 @@ import numpy as np
 from .errors import DatasetError, raise_problems
 from .fileio import atomic_path, read_json, write_json
 from .masks import ID_MAP_FORMATS, decode_to_id_map, write_id_map_png
-from .naming import PREVIEWS, output_names, preview_name
+from .naming import ID_MAPS_JSON, PREVIEWS, output_names, preview_name
 
 FORMAT_NAME = "entitykit-entities"
 FORMAT_VERSION = 1
@@ -379,7 +379,7 @@ class EntityDataset:
                         write_preview_png(tmp / entry["preview"], id_map)
                     index["images"].append(entry)
                     advance()
-            write_json(tmp / "id_maps.json", index)
+            write_json(tmp / ID_MAPS_JSON, index)
         return len(self.images)
 
 

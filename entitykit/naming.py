@@ -32,6 +32,7 @@ from pathlib import Path
 from .errors import EntityKitError
 
 PREVIEWS = "previews"  # the folder of the coloured previews of id maps
+ID_MAPS_JSON = "id_maps.json"  # the index `entitykit idmaps` writes beside the id maps (no scores)
 MAX_PART_BYTES = 200  # below the usual 255-byte limit, leaving room for a suffix and "~k"
 _BAD_CHARS = {c: "_" for c in (*map(chr, range(32)), "\x7f", ":", "\\", "*", "?", '"', "<", ">", "|")}
 _TRANS = str.maketrans(_BAD_CHARS)

@@ -124,7 +124,8 @@ def folder_problem(path: str | Path) -> str:
     """Why the folder ``path`` (without ``manifest.json``) is not a dataset yet, and what to run:
     the one-line text of the error every reader raises for it.
 
-    Part manifests (``part-K-of-N.json``) present → which parts, and ``entitykit shards merge``;
+    Part manifests (``part-K-of-N.json``) present → which parts, and ``entitykit shards merge``
+    (parts of several N → the N values and which part files to remove first);
     a conversion's records (``.progress/``) → how many shards are finished of how many, and
     ``--resume``; anything else → that it holds no ``manifest.json``. Reads only file names and
     the small settings file."""
@@ -137,6 +138,19 @@ def folder_problem(path: str | Path) -> str:
     for name in names:
         if m := PART_RE.match(name):
             parts.setdefault(int(m.group(2)), set()).add(int(m.group(1)))
+    if len(parts) > 1:  # parts of two splits (--shard K/3, then K/2 …): merge refuses the mix
+        complete = [n for n in sorted(parts) if len(parts[n]) == n]
+        listed = "; ".join(f"N={n}: {', '.join(f'part-{k}-of-{n}.json' for k in sorted(parts[n]))}"
+                           for n in sorted(parts))
+        if len(complete) == 1:
+            n = complete[0]
+            stale = [f"part-{k}-of-{m}.json" for m in sorted(parts) if m != n for k in sorted(parts[m])]
+            return (f"part manifests of different splits here ({listed}), not merged (no {MANIFEST}): all {n} parts "
+                    f"of --shard K/{n} are here; remove the stale {', '.join(stale)}, then run entitykit shards "
+                    f"merge {folder} -o {folder}")
+        return (f"part manifests of different splits here ({listed}), not merged (no {MANIFEST}): one conversion "
+                f"has one N; remove the part files of the split you abandoned, finish the other (convert … --shard "
+                f"K/N --resume), then run entitykit shards merge {folder} -o {folder}")
     if parts:
         n = max(parts, key=lambda k: len(parts[k]))
         have = sorted(parts[n])
@@ -164,6 +178,20 @@ def folder_problem(path: str | Path) -> str:
         count = f"{done} of {total} shards" if total is not None else f"{done} shards finished"
         return f"unfinished conversion ({count}; no {MANIFEST}): run {command} --resume (with its first options)"
     return f"a folder without {MANIFEST}: not an entity dataset (give an entity JSON file or a sharded dataset's folder)"
+
+
+def conversion_folder_problem(path: str | Path) -> str | None:
+    """:func:`folder_problem`'s text when ``path`` is a folder that a sharded conversion left
+    without a manifest (part manifests, or ``.progress/`` records), else None: for readers that
+    word other folders their own way (eval's ground truth)."""
+    folder = Path(path)
+    try:
+        if not folder.is_dir() or (folder / MANIFEST).is_file():
+            return None
+        ours = (folder / PROGRESS_DIR).is_dir() or any(PART_RE.match(p.name) for p in folder.iterdir())
+    except OSError:
+        return None
+    return folder_problem(folder) if ours else None
 
 
 def _whole(v: Any, minimum: int = 0) -> bool:
@@ -345,7 +373,7 @@ def unlisted_files(manifest: Manifest) -> list[str]:
         except OSError:
             continue
         for f in children:
-            if (f.suffix not in SHARD_SUFFIXES or f.name.startswith(".") or f.name == MANIFEST
+            if (f.suffix.lower() not in SHARD_SUFFIXES or f.name.startswith(".") or f.name == MANIFEST
                     or PART_RE.match(f.name) or not f.is_file()):
                 continue
             rel = f.relative_to(manifest.root).as_posix()

@@ -18,6 +18,14 @@ def dataset_files(folder: Path) -> dict[str, bytes]:
     return {n: (folder / n).read_bytes() for n in names}
 
 
+def touch_images(folder: Path, names) -> Path:
+    """Empty files named ``names`` under ``folder`` (a converter checks that each image exists, not its pixels)."""
+    for name in names:
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).touch()
+    return folder
+
+
 def entitykit(*args: str, **kw) -> subprocess.CompletedProcess:
     """Run the CLI in a fresh process (its exit status and one-line errors as a user sees them)."""
     return subprocess.run([sys.executable, "-m", "entitykit", *map(str, args)], capture_output=True, text=True,

@@ -25,23 +25,25 @@ def test_unlisted_shard_files_are_a_warning_not_a_problem(whole, tmp_path):  # n
     # a leftover shard (a copy of a listed one), a stray pack shard; not flagged: the manifest, a part
     # manifest, the conversion's records, temporary files, other kinds of file
     shutil.copy(folder / "shard-00001.json", folder / "shard-00009.json")
-    (folder / "old.h5").write_bytes(b"")
+    (folder / "OLD.H5").write_bytes(b"")  # any case: a file system may be case-insensitive
     (folder / "part-1-of-2.json").write_text("{}")
     (folder / ".progress").mkdir()
     (folder / ".progress" / "shard-00000.json").write_text("{}")
     (folder / ".shard-00003.json.tmp").write_text("")
     (folder / ".hidden.json").write_text("{}")
     (folder / "README.txt").write_text("notes")
-    assert unlisted_files(read_manifest(folder)) == ["old.h5", "shard-00009.json"]
+    assert unlisted_files(read_manifest(folder)) == ["OLD.H5", "shard-00009.json"]
     report = check_dataset(folder, check_images=False)
     assert report.ok and report.images == 11  # what the manifest lists is still read, and only that
     assert len(report.warnings) == 1 and "2 shard-like file(s)" in report.warnings[0]
-    assert "old.h5" in report.warnings[0] and "shard-00009.json" in report.warnings[0]
+    assert "OLD.H5" in report.warnings[0] and "shard-00009.json" in report.warnings[0]
     assert report.as_dict()["warnings"] == report.warnings
 
-    r = runner.invoke(app, ["check", str(folder), "--no-image-files", "-q"])
+    r = runner.invoke(app, ["check", str(folder), "--no-image-files"])
     assert r.exit_code == 0, r.output
-    assert "warning:" in r.output and "shard-00009.json" in r.output
+    assert "warning:" in r.stderr and "shard-00009.json" in r.stderr
+    r = runner.invoke(app, ["check", str(folder), "--no-image-files", "-q"])  # -q: errors only
+    assert r.exit_code == 0 and r.output == ""
     r = runner.invoke(app, ["check", str(folder), "--no-image-files", "--json"])
     assert json.loads(r.stdout)["warnings"] == report.warnings
 

@@ -506,3 +506,44 @@ def test_one_problem_is_one_line(tiny, tmp_path):
     lines = [x for x in r.stderr.splitlines() if x.strip()]
     assert r.exit_code == 1 and len(lines) == 1 and lines[0].startswith("error:") and "also the name of" in lines[0], lines
     assert not (tmp_path / "m.json").exists()
+
+
+def test_check_prints_one_problem_once(tiny, tmp_path):
+    """check's ✗ list is for several problems; one problem is its error line only, and -q keeps only
+    the error line whatever the count."""
+    data = json.loads(Path(tiny["ents"]).read_text())
+    data["annotations"][0]["area"] += 1
+    (tmp_path / "one.json").write_text(json.dumps(data))
+    data["annotations"][1]["area"] += 1
+    (tmp_path / "two.json").write_text(json.dumps(data))
+    r = runner.invoke(app, ["check", str(tmp_path / "one.json"), "--no-image-files"])
+    err = [x for x in r.stderr.splitlines() if "%)" not in x]  # not the progress bar's last line
+    assert r.exit_code == 1 and len(err) == 1 and err[0].startswith("error:") and "area" in err[0], err
+    assert "1 problem(s)" in r.stdout
+    r = runner.invoke(app, ["check", str(tmp_path / "two.json"), "--no-image-files"])
+    err = [x for x in r.stderr.splitlines() if "%)" not in x]  # not the progress bar's last line
+    assert r.exit_code == 1 and [x[0] for x in err] == ["✗", "✗", "e"] and "(and 1 more problem)" in err[-1], err
+    r = runner.invoke(app, ["check", str(tmp_path / "two.json"), "--no-image-files", "-q"])
+    assert r.exit_code == 1 and r.stdout == "" and len(r.stderr.splitlines()) == 1, r.stderr
+
+
+def test_command_modules_map_every_command_to_its_module():
+    """`entitykit NAME …` imports only COMMAND_MODULES[NAME]: the map must name, for every command
+    and group, the module that registers it (each module imported alone, in a fresh interpreter),
+    and the full app (entitykit.cli.app) must hold exactly the mapped names."""
+    import typer.main
+
+    from entitykit.cli import COMMAND_MODULES, MODULES
+    from entitykit.cli._app import _command_name
+
+    probe = ("import sys, entitykit.cli as c, importlib; from entitykit.cli._app import app, _command_name; "
+             "importlib.import_module('entitykit.cli.' + sys.argv[1]); "
+             "print(' '.join([_command_name(x) for x in app.registered_commands] + [g.name for g in app.registered_groups]))")
+    for module in MODULES:
+        out = subprocess.run([sys.executable, "-c", probe, module], capture_output=True, text=True, check=True).stdout
+        registered = set(out.split())
+        assert registered == {n for n, m in COMMAND_MODULES.items() if m == module}, (module, registered)
+    full = typer.main.get_command(app)
+    assert set(full.commands) == set(COMMAND_MODULES)
+    assert list(full.commands)[:3] == ["info", "check", "idmaps"]  # --help's order: MODULES order
+    assert all(_command_name(c) for c in app.registered_commands)

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
-from _shards_helpers import dataset_files, entitykit, kill_when_blocked
+from _shards_helpers import dataset_files, entitykit, kill_when_blocked, touch_images
 from entitykit.convert import convert_sam, convert_sam_sharded, merge_parts
 from entitykit.dataset import EntityDataset
 from entitykit.errors import DatasetError, EntityKitError
@@ -269,8 +269,7 @@ def test_write_manifest_validates_and_refuses_a_bad_one(whole, tmp_path):
 
 
 def test_image_folder_recorded_so_that_shards_find_it(sam_in, tmp_path, monkeypatch):
-    images = tmp_path / "images"
-    images.mkdir()
+    images = touch_images(tmp_path / "images", [f"sa_{7000 + i}.jpg" for i in range(11)])
     monkeypatch.chdir(tmp_path)
     convert_sam_sharded(sam_in, "rel/out", rule="score", shard_images=4, image_root="images", part="1/2")
     convert_sam_sharded(sam_in, "rel/out", rule="score", shard_images=4, image_root="images", part="2/2")
@@ -435,7 +434,9 @@ def test_unfinished_or_unmerged_folder_says_what_to_run(sam_in, tmp_path):
         EntityDataset.load(tmp_path / "plain")
 
 
-def test_merge_errors_name_the_part_file(sam_in, tmp_path):
+def test_merge_errors_name_the_part_file(sam_in, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    touch_images(tmp_path / "imgs", [f"sa_{7000 + i}.jpg" for i in range(11)])
     for k in (1, 2):
         convert_sam_sharded(sam_in, tmp_path / f"p{k}", rule="score", shard_images=3, part=(k, 2), image_root="imgs")
     p1 = tmp_path / "p1" / "part-1-of-2.json"

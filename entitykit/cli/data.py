@@ -9,8 +9,8 @@ from typing import Literal, Optional
 import typer
 
 from ._app import (
-    QUIET, Table, _one_line, app, console, err_console, escape, print_json, shard_images_count, sub_app, user_errors,
-    worker_count,
+    QUIET, Table, _one_line, app, console, err_console, escape, print_json, shard_images_count, sigterm_interrupts,
+    sub_app, user_errors, worker_count,
 )
 
 convert_app = sub_app("Convert a source dataset to the entity format.")
@@ -51,6 +51,7 @@ CROWD = typer.Option("void", help="Crowd regions: void (dropped, as the paper's 
 
 @convert_app.command("coco-panoptic")
 @user_errors
+@sigterm_interrupts
 def convert_coco_panoptic_cmd(
     panoptic_json: Path = typer.Argument(..., help="COCO panoptic JSON (panoptic_{split}.json)."),
     png_dir: Optional[Path] = typer.Argument(None, help="Folder of panoptic PNGs [default: the JSON's name without .json]."),
@@ -75,7 +76,7 @@ def convert_coco_panoptic_cmd(
     resumable (--resume), and split over machines with --shard K/N."""
     from ..convert import convert_coco_panoptic, convert_coco_panoptic_sharded
 
-    if _sharded_options(shard_images, shard, resume, id_maps):
+    if _sharded_options(shard_images, shard, resume, id_maps, id_map_format, no_previews):
         return _print_shard_run(convert_coco_panoptic_sharded(
             panoptic_json, output, png_dir, shard_images=shard_images, part=shard, resume=resume, image_root=images,
             crowd=crowd, source=source, workers=_workers(workers), keep_going=keep_going, progress=not quiet),
@@ -123,6 +124,7 @@ def _finish(ds, output: Path, id_maps: Optional[Path], id_map_format: str, quiet
 
 @convert_app.command("cityscapes")
 @user_errors
+@sigterm_interrupts
 def convert_cityscapes_cmd(
     root: Path = typer.Argument(..., help="Cityscapes root holding gtFine/ and leftImg8bit/."),
     split: CityscapesSplit = typer.Option("val", help="The gtFine/ and leftImg8bit/ subfolder."),
@@ -146,7 +148,7 @@ def convert_cityscapes_cmd(
     resumable (--resume), and split over machines with --shard K/N."""
     from ..convert import convert_cityscapes, convert_cityscapes_sharded
 
-    if _sharded_options(shard_images, shard, resume, id_maps):
+    if _sharded_options(shard_images, shard, resume, id_maps, id_map_format, no_previews):
         return _print_shard_run(convert_cityscapes_sharded(
             root, output, split=split, shard_images=shard_images, part=shard, resume=resume, crowd=crowd,
             source=source, workers=_workers(workers), keep_going=keep_going, progress=not quiet), verbose, quiet)
@@ -158,6 +160,7 @@ def convert_cityscapes_cmd(
 
 @convert_app.command("ade20k")
 @user_errors
+@sigterm_interrupts
 def convert_ade20k_cmd(
     root: Path = typer.Argument(..., help="ADEChallengeData2016 folder (challenge form) or the ADE20K index tree (full form)."),
     split: Ade20kSplit = typer.Option("validation", help="Split of the challenge form (train = training, val = validation)."),
@@ -185,7 +188,7 @@ def convert_ade20k_cmd(
     resumable (--resume), and split over machines with --shard K/N."""
     from ..convert import convert_ade20k, convert_ade20k_sharded
 
-    if _sharded_options(shard_images, shard, resume, id_maps):
+    if _sharded_options(shard_images, shard, resume, id_maps, id_map_format, no_previews):
         return _print_shard_run(convert_ade20k_sharded(
             root, output, split=split, form=form, shard_images=shard_images, part=shard, resume=resume,
             semantic_dir=semantic_dir, instance_dir=instance_dir, image_dir=image_dir, semantic_only=semantic_only,
@@ -199,6 +202,7 @@ def convert_ade20k_cmd(
 
 @convert_app.command("entityseg")
 @user_errors
+@sigterm_interrupts
 def convert_entityseg_cmd(
     annotation_json: Path = typer.Argument(..., help="EntitySeg COCO-RLE JSON (match the images: *_lr.json ↔ images_lr/)."),
     output: Path = OUTPUT,
@@ -223,7 +227,7 @@ def convert_entityseg_cmd(
     resumable (--resume), and split over machines with --shard K/N."""
     from ..convert import convert_entityseg, convert_entityseg_sharded
 
-    if _sharded_options(shard_images, shard, resume, id_maps):
+    if _sharded_options(shard_images, shard, resume, id_maps, id_map_format, no_previews):
         return _print_shard_run(convert_entityseg_sharded(
             annotation_json, output, shard_images=shard_images, part=shard, resume=resume, image_root=images,
             overlap=overlap, crowd=crowd, source=source, workers=_workers(workers), keep_going=keep_going,
@@ -236,6 +240,7 @@ def convert_entityseg_cmd(
 
 @convert_app.command("sam")
 @user_errors
+@sigterm_interrupts
 def convert_sam_cmd(
     inputs: Path = typer.Argument(..., help="An SA-1B image JSON, an AMG coco_rle JSON, or a folder of them."),
     rule: SamRule = typer.Option(..., "--rule", help="Who owns a pixel two masks claim: the higher score, the smaller or the larger mask."),
@@ -261,20 +266,26 @@ def convert_sam_cmd(
     With --shard-images N the output is a sharded dataset folder (docs/sharding.md): streaming,
     resumable (--resume), and split over machines with --shard K/N."""
     from ..convert import convert_sam, convert_sam_sharded
+    from ..convert.sam import check_sam_output
 
-    if _sharded_options(shard_images, shard, resume, id_maps):
+    if _sharded_options(shard_images, shard, resume, id_maps, id_map_format, no_previews):
         return _print_shard_run(convert_sam_sharded(
             inputs, output, rule=rule, shard_images=shard_images, part=shard, resume=resume, score_key=score_key,
             min_area=min_area, image_root=images, image_ext=image_ext, source=source, workers=_workers(workers),
             keep_going=keep_going, progress=not quiet), verbose, quiet)
     _outputs(output, id_maps, inputs, images)
+    check_sam_output(inputs, output)
+    if id_maps is not None:
+        check_sam_output(inputs, id_maps, kind="folder")
     ds = convert_sam(inputs, rule=rule, score_key=score_key, min_area=min_area, image_root=images, image_ext=image_ext,
                      source=source, workers=_workers(workers), keep_going=keep_going, progress=not quiet)
     _finish(ds, output, id_maps, id_map_format, quiet, verbose, previews=not no_previews)
 
 
-def _sharded_options(shard_images: int, shard: Optional[str], resume: bool, id_maps: Optional[Path]) -> bool:
-    """Whether the sharded options ask for a sharded output; refuses them without --shard-images."""
+def _sharded_options(shard_images: int, shard: Optional[str], resume: bool, id_maps: Optional[Path],
+                     id_map_format: str = "png16", no_previews: bool = False) -> bool:
+    """Whether the sharded options ask for a sharded output; refuses them without --shard-images,
+    and the id-map options (--id-maps, --id-map-format, --no-previews) with it: none is silently ignored."""
     from ..errors import EntityKitError
 
     if not shard_images_count(shard_images):
@@ -285,6 +296,13 @@ def _sharded_options(shard_images: int, shard: Optional[str], resume: bool, id_m
     if id_maps is not None:
         raise EntityKitError("--id-maps is not available with --shard-images: once the conversion is finished, "
                              f"write them for the whole sharded folder with entitykit idmaps OUTPUT -o {id_maps}")
+    ignored = [f for f, given in (("--id-map-format", id_map_format != "png16"), ("--no-previews", no_previews))
+               if given]
+    if ignored:
+        raise EntityKitError(f"{' and '.join(ignored)} {'is' if len(ignored) == 1 else 'are'} for --id-maps, which "
+                             "is not available with --shard-images: once the conversion is finished, write the id "
+                             "maps for the whole sharded folder with entitykit idmaps OUTPUT -o FOLDER (its --format, "
+                             "--no-previews)")
     return True
 
 
@@ -422,12 +440,15 @@ def check(
     if as_json:
         print_json(report.as_dict())
     else:
+        # the list when there is more than one problem (one problem: its error line below says it all);
+        # -q keeps only the error line, unless -v asks for the list
+        listed = len(report.problems) > 1 and (verbose or not quiet)
         shown = report.problems if verbose else report.problems[:CHECK_PROBLEMS_SHOWN]
-        for p in shown:
+        for p in shown if listed else ():
             err_console.print(f"[red]✗[/] {escape(_one_line(str(p)))}", highlight=False, soft_wrap=True)
-        if len(report.problems) > len(shown):
+        if listed and len(report.problems) > len(shown):
             err_console.print(f"[red]… {len(report.problems) - len(shown)} more[/] (--verbose lists them all)", highlight=False)
-        for w in report.warnings:
+        for w in () if quiet else report.warnings:
             err_console.print(f"[yellow]warning:[/] {escape(_one_line(w))}", highlight=False, soft_wrap=True)
         if not quiet:
             files = "image files checked" if report.checked_image_files else "image files not checked (no image folder)"

@@ -84,6 +84,11 @@ def eval_command(
 ) -> None:
     """Score entity predictions: APe (COCO mask AP, class-agnostic, no overlap allowed) and PQ; Boundary APe
     with --iou boundary or both."""
+    import os
+    import sys
+
+    if "numpy" not in sys.modules:  # scoring does no linear algebra: OpenBLAS need not start a thread per core
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # (~0.1 CPU-s of start-up on 2 cores; see CHANGELOG)
     from ..errors import EntityKitError
     from ..evaluation import evaluate  # imports no numpy: evaluate reads the files while it imports it
     from ..evaluation.boundary import DEFAULT_DILATION_RATIO

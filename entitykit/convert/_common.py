@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import multiprocessing.pool
 import signal
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from ..dataset import EntityDataset, is_id, new_info
-from ..errors import DatasetError
+from ..errors import DatasetError, EntityKitError
 from ..masks import encode_id_map, rle_bbox
 from ..progress import progress_bar
 
@@ -176,7 +177,9 @@ def ordered_pool(workers: int) -> Iterator[Callable[[Callable[[J], ImageResult],
     if workers <= 1:
         yield lambda fn, jobs: map(fn, jobs)
         return
-    with multiprocessing.get_context().Pool(workers, initializer=_ignore_sigint) as pool:
+    ctx = multiprocessing.get_context()
+    pool_class = _WorkerPool if ctx.get_start_method() == "fork" else multiprocessing.pool.Pool
+    with pool_class(workers, initializer=_ignore_sigint, initargs=(pool_class is _WorkerPool,), context=ctx) as pool:
         def run(fn: Callable[[J], ImageResult], jobs: list[J]) -> Iterator[ImageResult]:
             if len(jobs) <= 1:
                 return map(fn, jobs)
@@ -185,19 +188,66 @@ def ordered_pool(workers: int) -> Iterator[Callable[[Callable[[J], ImageResult],
         yield run
 
 
-def _ignore_sigint() -> None:
+class _WorkerPool(multiprocessing.pool.Pool):
+    """A pool whose terminate ends its workers with SIGKILL, as they ignore SIGTERM (fork start
+    only: the Process objects are not pickled)."""
+
+    @staticmethod
+    def Process(ctx: Any, *args: Any, **kwds: Any) -> Any:  # noqa: N802  (multiprocessing's name)
+        proc = ctx.Process(*args, **kwds)
+        proc.terminate = proc.kill
+        return proc
+
+
+def _ignore_sigint(ignore_sigterm: bool = False) -> None:
     """Pool workers ignore Ctrl-C: the parent alone handles it (one line, exit 130; leaving the
-    pool's block terminates the workers), so no worker prints a KeyboardInterrupt traceback."""
+    pool's block terminates the workers), so no worker prints a KeyboardInterrupt traceback.
+    With ``ignore_sigterm`` (a :class:`_WorkerPool`) SIGTERM too — Slurm sends it to the whole job;
+    the CLI's parent handles it as Ctrl-C (one line, exit 143): a worker killed anywhere could die
+    holding the pool's queue lock, and the parent's cleanup would wait for it forever."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if ignore_sigterm:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def check_image_folder(image_root: str | Path | None) -> None:
+    """Refuse, before any work, an image folder (``image_root``) that is not a folder: one line
+    (:class:`EntityKitError`). None (no image folder recorded) passes."""
+    if image_root is None:
+        return
+    root = Path(image_root)
+    if not root.exists():
+        raise EntityKitError("image folder not found", root)
+    if not root.is_dir():
+        raise EntityKitError("image folder is not a folder (give the folder that holds the images)", root)
+
+
+def with_image_file(res: ImageResult, image_root: str | Path | None) -> ImageResult:
+    """``res``, failed with the problem "image file not found" (or "is a folder, not an image
+    file": :func:`entitykit.images.read_header`'s words, which ``entitykit check`` reports) when
+    its image file is not under ``image_root``. A cheap existence check (one ``stat``), no
+    decoding; the one rule every converter applies to each converted image, as its result arrives
+    (so a missing image stops the run unless ``keep_going``, which records it and skips the image)."""
+    if image_root is None or not res.ok:
+        return res
+    path = Path(image_root) / res.image.file_name
+    if path.is_file():
+        return res
+    why = "is a folder, not an image file" if path.is_dir() else "image file not found"
+    return ImageResult(res.image, problems=[*res.problems, DatasetError(why, path, f"image {res.image.id!r}")],
+                       ok=False, where=res.where)
 
 
 def collect(
-    results: Iterable[ImageResult], total: int, label: str, *, keep_going: bool, progress: bool
+    results: Iterable[ImageResult], total: int, label: str, *, keep_going: bool, progress: bool,
+    image_root: str | Path | None = None,
 ) -> list[ImageResult]:
-    """Drain results with a progress bar; the first problem is raised unless ``keep_going``."""
+    """Drain results with a progress bar, each image file checked under ``image_root``
+    (:func:`with_image_file`); the first problem is raised unless ``keep_going``."""
     out = []
     with progress_bar(total, label, enabled=progress) as advance:
         for res in results:
+            res = with_image_file(res, image_root)
             if res.problems and not keep_going:
                 raise res.problems[0]
             out.append(res)
@@ -261,7 +311,8 @@ def assemble(
             image_id = rec.id if source_image_ids else positions[i] + 1
             if len(res.annotations) >= ANN_ID_STRIDE:
                 raise DatasetError(f"{len(res.annotations):,} entities: a sharded conversion numbers at most "
-                                   f"{ANN_ID_STRIDE - 1:,} per image", rec.file_name, f"image {rec.id!r}")
+                                   f"{ANN_ID_STRIDE - 1:,} per image", res.where or rec.file_name,
+                                   f"image {rec.id!r} ({rec.file_name})")
         else:
             image_id = len(images) + 1 if string_ids else rec.id
         image = {"id": image_id, "file_name": rec.file_name, "height": rec.height, "width": rec.width, "source": source}
@@ -316,7 +367,6 @@ def assemble(
 def label_size(path: Path, item: str) -> tuple[int, int, DatasetError | None]:
     """(height, width, None) of a label PNG from its header, or (0, 0, the problem) — planning never
     stops on one bad file: the problem becomes that image's failure (``--keep-going`` skips it)."""
-    from ..errors import EntityKitError  # noqa: PLC0415
     from ..images import read_header  # noqa: PLC0415
 
     try:
@@ -427,6 +477,7 @@ class RleImageJob:
     crowd: str
     where: str
     scores: list[float] | None = None
+    resolving_rules: tuple[str, ...] = ()  # the rules the caller accepts that resolve overlap (named when rule = error)
 
 
 def convert_rle_image(job: RleImageJob) -> ImageResult:
@@ -447,7 +498,7 @@ def convert_rle_image(job: RleImageJob) -> ImageResult:
         i, j, n = overlapping_pairs(job.masks)[0]
         return ImageResult.failed(rec, DatasetError(
             f"{job.labels[i]} and {job.labels[j]} overlap by {n} px; choose an overlap rule "
-            f"({', '.join(r for r in OVERLAP_RULES if r != 'error')})", job.where, item))
+            f"({', '.join(job.resolving_rules or [r for r in OVERLAP_RULES if r != 'error'])})", job.where, item))
     except ValueError as e:  # runs that do not fit the image: never hand them to pycocotools (it can loop)
         return ImageResult.failed(rec, DatasetError(f"cannot paint its masks: {e}", job.where, item))
     ents = annotations_from_id_map(res.id_map, {i + 1: seg for i, seg in enumerate(job.segments)}, job.crowd)

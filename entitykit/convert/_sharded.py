@@ -19,10 +19,12 @@ Every file is written by one run only (the settings too: ``.progress/settings[.p
 so N machines can share one output folder.
 
 A restarted run (``resume``) skips every shard whose record matches the file on disk (size and
-SHA-256) and redoes the others; without ``resume`` an output holding any of this part's work is
-refused. At the end an unsplit run writes ``manifest.json``; a part writes
-``part-K-of-N.json``, and :func:`merge_parts` joins the N parts into ``manifest.json`` — the same
-bytes as an unsplit run's.
+SHA-256) and lists no problems, and redoes the others (a shard with problems recorded under
+``keep_going`` is redone: its inputs may have been fixed since); without ``resume`` an output
+holding any of this part's work is refused. Settings bind once a shard is finished: a folder
+holding only the settings of runs that finished none is started over. At the end an unsplit run
+writes ``manifest.json``; a part writes ``part-K-of-N.json``, and :func:`merge_parts` joins the N
+parts into ``manifest.json`` — the same bytes as an unsplit run's.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ from ..shards import (
     shard_counts,
     write_manifest,
 )
-from ._common import ANN_ID_STRIDE, FileNames, ImageResult, assemble, ordered_pool
+from ._common import ANN_ID_STRIDE, FileNames, ImageResult, assemble, check_image_folder, ordered_pool, with_image_file
 
 SETTINGS_FILE = "settings.json"
 IDS_POSITION = f"image id = input position + 1; annotation id = position × {ANN_ID_STRIDE} + k"
@@ -64,21 +66,44 @@ PROBLEMS_KEPT = 1000  # problems a run keeps in memory to report (every one is i
 
 def parse_part(text: str | tuple[int, int] | None) -> tuple[int, int] | None:
     """``"K/N"`` (1 ≤ K ≤ N, as GNU split's ``-n K/N``) → (K, N); None stays None. Raises EntityKitError."""
-    if text is None or isinstance(text, tuple):
-        if isinstance(text, tuple) and not (len(text) == 2 and 1 <= text[0] <= text[1]):
-            raise EntityKitError(f"part must be (K, N) with 1 ≤ K ≤ N, got {text!r}")
-        return text
-    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(text))
+    if text is None:
+        return None
+    if isinstance(text, (tuple, list)):
+        if not (len(text) == 2 and all(_whole(v) for v in text) and 1 <= text[0] <= text[1]):
+            raise EntityKitError(f"part must be (K, N), whole numbers with 1 ≤ K ≤ N, got {text!r}")
+        return int(text[0]), int(text[1])
+    if not isinstance(text, str):
+        raise EntityKitError(f"part must be 'K/N' or (K, N) with 1 ≤ K ≤ N, got {text!r}")
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
     if not m or not 1 <= int(m.group(1)) <= int(m.group(2)):
-        raise EntityKitError(f"--shard must be K/N with 1 ≤ K ≤ N (machine K of N), got {text!r}")
+        raise EntityKitError(f"part must be K/N with 1 ≤ K ≤ N (machine K of N), got {text!r}")
     return int(m.group(1)), int(m.group(2))
 
 
 def shard_spans(n_inputs: int, shard_images: int) -> list[range]:
     """The input positions of each shard: ``[range(0, S), range(S, 2S), …]`` (the last may be shorter)."""
     if not isinstance(shard_images, int) or isinstance(shard_images, bool) or shard_images < 1:
-        raise EntityKitError(f"--shard-images must be a whole number ≥ 1, got {shard_images!r}")
+        raise EntityKitError(f"shard_images must be a whole number ≥ 1, got {shard_images!r}")
     return [range(a, min(a + shard_images, n_inputs)) for a in range(0, n_inputs, shard_images)]
+
+
+def _whole(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def output_folder(output: Any) -> Path:
+    """``output`` (a path or string) as a Path; refuses anything else with one line (not a raw TypeError)."""
+    if not isinstance(output, (str, os.PathLike)) or not str(output):
+        raise EntityKitError(f"output must be a folder path, got {output!r}")
+    return Path(output)
+
+
+def check_workers(workers: Any) -> int:
+    """``workers`` of the library's sharded functions: a whole number ≥ 1 (the CLI's 0 = all cores is
+    resolved before). Raises :class:`EntityKitError`."""
+    if not _whole(workers) or workers < 1:
+        raise EntityKitError(f"workers must be a whole number ≥ 1, got {workers!r}")
+    return workers
 
 
 def part_shards(n_shards: int, part: tuple[int, int] | None) -> range:
@@ -189,19 +214,35 @@ def finished_entry(out: Path, name: str) -> ShardEntry | None:
     return entry
 
 
+_FINISHED = re.compile(r"^(shard-\d+\.json|part-\d+-of-\d+\.json|manifest\.json)$")
+
+
+def _nothing_finished(out: Path) -> bool:
+    """Whether the folder holds no shard, record, part manifest or manifest: only settings (and
+    temporaries) of runs that failed or were stopped before their first shard — nothing that binds."""
+    progress = out / PROGRESS_DIR
+    if progress.is_dir() and any(_FINISHED.match(p.name) for p in progress.iterdir()):
+        return False
+    return not any(_FINISHED.match(p.name) for p in out.iterdir())
+
+
 def _check_output(out: Path, settings: dict[str, Any], names: list[str], part: tuple[int, int] | None,
-                  resume: bool, inputs: Sequence[str | Path]) -> None:
+                  resume: bool, inputs: Sequence[str | Path]) -> bool:
     """Refuse, before any work, an output that is not this conversion's or that holds this part's
-    work without ``resume`` (one line each)."""
+    work without ``resume`` (one line each). Returns True when the folder holds only the settings
+    of runs that finished no shard, with other settings than these: they bind nothing, and the
+    caller starts over (removes them)."""
     check_output(out, kind="folder", inputs=inputs)
     if not out.is_dir() or not any(out.iterdir()):
-        return
+        return False
     recorded = _recorded_settings(out)
     if recorded is None and _only_ours(out):
         recorded = settings
     if recorded is None:
         raise EntityKitError("folder exists, is not empty and holds no sharded conversion: choose another output", out)
     diff = _diff(recorded, settings)
+    if diff and _nothing_finished(out):
+        return True
     if diff and diff.startswith("input_listing_sha256:"):
         raise EntityKitError("holds a sharded conversion of other input files (their names or sizes differ from "
                              "those it started with); choose another output", out)
@@ -209,7 +250,7 @@ def _check_output(out: Path, settings: dict[str, Any], names: list[str], part: t
         raise EntityKitError(f"holds a sharded conversion made with other settings ({diff}); choose another "
                              "output (or repeat the first command's options)", out)
     if resume:
-        return
+        return False
     final = out / (MANIFEST if part is None else part_name(part))
     if final.is_file():
         raise EntityKitError(f"holds a finished conversion ({final.name}); pass --resume to check it and continue "
@@ -219,6 +260,7 @@ def _check_output(out: Path, settings: dict[str, Any], names: list[str], part: t
         raise EntityKitError(f"holds a partly finished conversion ({len(started)} of {len(names)} shards of this "
                              f"run written or begun, no {final.name} yet); pass --resume to continue it, or choose "
                              "another output", out)
+    return False
 
 
 def convert_to_shards(
@@ -263,8 +305,10 @@ def convert_to_shards(
     results. Raises :class:`EntityKitError` for a refused output (see :func:`_check_output`) and
     the first problem of an input unless ``keep_going`` (finished shards stay: resume continues).
     """
-    out = Path(output)
+    out = output_folder(output)
     part = parse_part(part)
+    check_workers(workers)
+    check_image_folder(image_root)
     spans = shard_spans(len(units), shard_images)
     if not spans:
         raise DatasetError("no inputs to convert", str(inputs[0]) if inputs else None)
@@ -282,8 +326,11 @@ def convert_to_shards(
         settings["image_root"] = _relative_root(image_root, out)
     mine = part_shards(len(spans), part)
     names = [shard_name(i, len(spans)) for i in mine]
-    _check_output(out, settings, names, part, resume, inputs)
+    start_over = _check_output(out, settings, names, part, resume, inputs)
     out.mkdir(parents=True, exist_ok=True)
+    if start_over:  # settings of runs that finished no shard: nothing binds
+        for stale in (out / PROGRESS_DIR).glob("settings*.json"):
+            stale.unlink(missing_ok=True)
     mine_file = out / PROGRESS_DIR / settings_file(part)
     if not mine_file.is_file():
         write_json(mine_file, settings, indent=1)
@@ -302,6 +349,8 @@ def convert_to_shards(
         for i, name in zip(mine, names):
             span = spans[i]
             entry = finished_entry(out, name) if resume else None
+            if entry is not None and entry.extra.get("problems"):
+                entry = None  # recorded problems (--keep-going): redone, in case the inputs were fixed since
             if entry is not None:
                 for done in (out / name, _record_path(out, name)):  # a dead run's temporaries of a kept shard
                     remove_stale_temporaries(done)
@@ -348,6 +397,7 @@ def _convert_shard(out: Path, name: str, i: int, spans: list[range], units: Sequ
     span = spans[i]
     results: list[ImageResult] = []
     for res in pool(work, [(p, units[p]) for p in span]):
+        res = with_image_file(res, image_root)
         if res.problems and not keep_going:
             raise res.problems[0]
         results.append(res)
@@ -431,7 +481,9 @@ def merge_parts(parts: Sequence[str | Path], output: str | Path, *, progress: bo
     made with the same settings; shards in another folder than ``output`` are copied there
     (atomically, their SHA-256 checked). The manifest written is byte-identical to an unsplit
     run's. Raises :class:`EntityKitError` / :class:`DatasetError` (one line) otherwise."""
-    out = Path(output)
+    out = output_folder(output)
+    if isinstance(parts, (str, os.PathLike)):
+        parts = [parts]  # one folder or file, not its characters
     files = _part_files(parts)
     if not files:
         raise EntityKitError("no part manifests given")
@@ -542,6 +594,51 @@ def _copy_shard(m: Manifest, s: ShardEntry, out: Path, part_file: Path) -> None:
 
 
 
+OPTION_CHECKS: dict[Callable[..., Any], Callable[[dict[str, Any]], None]] = {}
+
+
+def checks_options(
+    check: Callable[[dict[str, Any]], None],
+) -> Callable[[Callable[..., ShardRun]], Callable[..., ShardRun]]:
+    """Decorator of a sharded converter: ``check(arguments)`` (its bound arguments, defaults
+    applied) raises :class:`EntityKitError` for a bad option — the checks the converter itself
+    makes first, so that :func:`convert_on_dask` can make them before submitting any task."""
+    def register(fn: Callable[..., ShardRun]) -> Callable[..., ShardRun]:
+        OPTION_CHECKS[fn] = check
+        return fn
+
+    return register
+
+
+def check_options(convert: Callable[..., ShardRun], inputs: Any, output: Any, parts: int,
+                  options: dict[str, Any]) -> None:
+    """The option checks of ``convert(inputs, output, part=(k, parts), resume=True, **options)``,
+    made here (before any task runs): unknown or missing arguments, ``output``, ``shard_images``,
+    ``workers``, the image folder, and the converter's own (:func:`checks_options`). One line
+    (:class:`EntityKitError`) each."""
+    import inspect  # noqa: PLC0415
+    from functools import partial  # noqa: PLC0415
+
+    name = getattr(getattr(convert, "func", convert), "__name__", repr(convert))
+    try:
+        bound = inspect.signature(convert).bind(inputs, output, part=(1, parts), resume=True, **options)
+    except TypeError as e:
+        raise EntityKitError(f"{name}: {e}") from None
+    bound.apply_defaults()
+    args = dict(bound.arguments)
+    if isinstance(convert, partial):
+        args = {**convert.keywords, **args}
+    output_folder(output)
+    if "shard_images" in args:
+        shard_spans(0, args["shard_images"])
+    if "workers" in args:
+        check_workers(args["workers"])
+    check_image_folder(args.get("image_root"))
+    check = OPTION_CHECKS.get(getattr(convert, "func", convert))
+    if check is not None:
+        check(args)
+
+
 def convert_on_dask(client: Any, convert: Callable[..., ShardRun], inputs: str | Path, output: str | Path, parts: int,
                     *, retries: int = 2, **options: Any) -> Manifest:
     """Run a sharded conversion as ``parts`` tasks on a Dask cluster, then merge (docs/sharding.md).
@@ -551,12 +648,14 @@ def convert_on_dask(client: Any, convert: Callable[..., ShardRun], inputs: str |
     sharded converter such as :func:`entitykit.convert.convert_sam_sharded`, called as
     ``convert(inputs, output, part=(k, parts), resume=True, **options)`` for k = 1 … parts — each
     task resumable, so a task Dask retries after its worker died (``retries``) continues where it
-    stopped. Returns the merged manifest; raises the first task's error (the finished shards stay:
-    run it again to continue)."""
+    stopped. Options are checked here first (:func:`check_options`: one line, no task submitted).
+    Returns the merged manifest; raises the first task's error (the finished shards stay: run it
+    again to continue)."""
     from functools import partial  # noqa: PLC0415
 
     if not isinstance(parts, int) or isinstance(parts, bool) or parts < 1:
         raise EntityKitError(f"parts must be a whole number ≥ 1, got {parts!r}")
+    check_options(convert, inputs, output, parts, options)  # a bad option: one line now, not in every task
     task = partial(convert, inputs, output, resume=True, **options)
     futures = [client.submit(task, part=(k, parts), key=f"entitykit-part-{k}-of-{parts}-{Path(output).name}",
                              pure=False, retries=retries) for k in range(1, parts + 1)]

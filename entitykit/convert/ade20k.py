@@ -21,9 +21,9 @@ import numpy as np
 from ..dataset import EntityDataset
 from ..errors import DatasetError, EntityKitError
 from ..images import read_label_png
-from ._common import (ImageRecord, ImageResult, Segment, annotations_from_id_map, assemble, collect, label_size,
-                      run_ordered)
-from ._sharded import ShardRun, convert_to_shards, unit_job
+from ._common import (ImageRecord, ImageResult, Segment, annotations_from_id_map, assemble, check_image_folder, collect,
+                      label_size, run_ordered)
+from ._sharded import ShardRun, checks_options, convert_to_shards, unit_job
 
 # ADE20K instance challenge class k (1-based) → SceneParse150 class id (1-based): the released
 # mapping table (CSAILVision `ade20k_instance_catid_mapping.txt`). The 100 values are the thing classes.
@@ -109,13 +109,24 @@ def convert_ade20k(
     full: ``root`` is searched recursively for ``*_seg.png``.
     """
     jobs, image_root, conv, fn, _ = _plan(root, split, form, semantic_dir, instance_dir, image_dir, semantic_only)
-    results = collect(run_ordered(fn, jobs, workers), len(jobs), f"convert ADE20K {form}", keep_going=keep_going, progress=progress)
+    check_image_folder(image_root)
+    results = collect(run_ordered(fn, jobs, workers), len(jobs), f"convert ADE20K {form}", keep_going=keep_going,
+                      progress=progress, image_root=image_root)
     return assemble(
         results, source=source, description=f"entities from ADE20K ({form}) {root}", conversion=conv,
         images_in=len(jobs), image_root=image_root, keep_going=keep_going,
     )
 
 
+def _check_form(form: str, split: str) -> None:
+    """The options :func:`_plan` refuses, checked without reading anything (one line each)."""
+    if form not in ("challenge", "full"):
+        raise DatasetError(f"unknown ADE20K form {form!r}; choose 'challenge' or 'full'")
+    if form == "challenge" and split not in SPLITS:
+        raise DatasetError(f"unknown split {split!r}; choose training or validation")
+
+
+@checks_options(lambda a: _check_form(a["form"], a["split"]))
 def convert_ade20k_sharded(
     root: str | Path,
     output: str | Path,

@@ -26,10 +26,11 @@ from ._common import (
     annotations_from_id_map,
     assemble,
     check_crowd_mode,
+    check_image_folder,
     collect,
     run_ordered,
 )
-from ._sharded import ShardRun, convert_to_shards, unit_job
+from ._sharded import ShardRun, checks_options, convert_to_shards, unit_job
 
 # label id → name, for the 19 classes Cityscapes evaluates (cityscapesscripts' labels.py facts).
 STUFF = {7: "road", 8: "sidewalk", 11: "building", 12: "wall", 13: "fence", 17: "pole", 19: "traffic light",
@@ -87,8 +88,9 @@ def convert_cityscapes(
     """
     root = Path(root)
     jobs = _plan(root, split, crowd)
+    check_image_folder(root / "leftImg8bit")
     results = collect(run_ordered(_convert_one, jobs, workers), len(jobs), f"convert Cityscapes {split}",
-                      keep_going=keep_going, progress=progress)
+                      keep_going=keep_going, progress=progress, image_root=root / "leftImg8bit")
     return assemble(
         results,
         source=source,
@@ -99,6 +101,7 @@ def convert_cityscapes(
     )
 
 
+@checks_options(lambda a: check_crowd_mode(a["crowd"]))
 def convert_cityscapes_sharded(
     root: str | Path,
     output: str | Path,

@@ -27,11 +27,12 @@ from ._common import (
     assemble,
     category_index,
     check_crowd_mode,
+    check_image_folder,
     collect,
     problem_sink,
     run_ordered,
 )
-from ._sharded import ShardRun, by_source_id, convert_to_shards, unit_job
+from ._sharded import ShardRun, by_source_id, checks_options, convert_to_shards, unit_job
 
 IMAGE_FIELDS = ("id", "file_name", "height", "width")
 
@@ -65,6 +66,7 @@ def convert_coco_panoptic(
     bad segment is dropped (its pixels become void).
     """
     check_crowd_mode(crowd)
+    check_image_folder(image_root)
     panoptic_json = Path(panoptic_json)
     png_dir = Path(png_dir) if png_dir is not None else panoptic_json.with_suffix("")
     data = read_json(panoptic_json, "COCO panoptic JSON")
@@ -72,7 +74,7 @@ def convert_coco_panoptic(
     plan_problems += [job.error for job in planned if job.error is not None]
     jobs = [job for job in planned if job.error is None]
     results = collect(run_ordered(_convert_one, jobs, workers), len(jobs), f"convert {panoptic_json.name}",
-                      keep_going=keep_going, progress=progress)
+                      keep_going=keep_going, progress=progress, image_root=image_root)
     return assemble(
         results,
         source=source or panoptic_json.stem,
@@ -84,6 +86,7 @@ def convert_coco_panoptic(
     )
 
 
+@checks_options(lambda a: check_crowd_mode(a["crowd"]))
 def convert_coco_panoptic_sharded(
     panoptic_json: str | Path,
     output: str | Path,
@@ -110,6 +113,7 @@ def convert_coco_panoptic_sharded(
     results. Problems that belong to no image (``keep_going``) are recorded in shard 0. Raises
     :class:`EntityKitError` (one line) as the single-file conversion does, and for a refused output."""
     check_crowd_mode(crowd)
+    check_image_folder(image_root)
     panoptic_json = Path(panoptic_json).resolve()  # recorded resolved: a resumed run names the same file
     png_dir = Path(png_dir).resolve() if png_dir is not None else panoptic_json.with_suffix("")
     data = read_json(panoptic_json, "COCO panoptic JSON")

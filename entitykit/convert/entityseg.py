@@ -25,18 +25,23 @@ from ._common import (
     assemble,
     category_index,
     check_crowd_mode,
+    check_image_folder,
     collect,
     convert_rle_image,
     problem_sink,
     run_ordered,
 )
-from ._sharded import ShardRun, by_source_id, convert_to_shards, unit_job
+from ._sharded import ShardRun, by_source_id, checks_options, convert_to_shards, unit_job
+
+
+ENTITYSEG_RULES = tuple(r for r in OVERLAP_RULES if r != "score")  # EntitySeg has no scores
 
 
 def _check_options(overlap: str, crowd: str) -> None:
     check_crowd_mode(crowd)
-    if overlap not in OVERLAP_RULES or overlap == "score":
-        raise DatasetError(f"overlap rule {overlap!r} not available for EntitySeg (no scores); use error, small-wins or large-wins")
+    if overlap not in ENTITYSEG_RULES:
+        raise DatasetError(f"overlap rule {overlap!r} not available for EntitySeg (no scores); use "
+                           f"{', '.join(ENTITYSEG_RULES)}")
 
 
 def convert_entityseg(
@@ -52,10 +57,11 @@ def convert_entityseg(
 ) -> EntityDataset:
     """``overlap``: 'error' (default: EntitySeg should not overlap), 'small-wins' or 'large-wins'."""
     _check_options(overlap, crowd)
+    check_image_folder(image_root)
     path = Path(annotation_json)
     jobs, problems = _plan(path, overlap, crowd, keep_going)
     results = collect(run_ordered(convert_rle_image, jobs, workers), len(jobs), f"convert {path.name}",
-                      keep_going=keep_going, progress=progress)
+                      keep_going=keep_going, progress=progress, image_root=image_root)
     return assemble(
         results, source=source, description=f"entities from EntitySeg {path.name}",
         conversion={"from": "entityseg", "annotation_json": str(path), "overlap_rule": overlap, "crowd": crowd},
@@ -63,6 +69,7 @@ def convert_entityseg(
     )
 
 
+@checks_options(lambda a: _check_options(a["overlap"], a["crowd"]))
 def convert_entityseg_sharded(
     annotation_json: str | Path,
     output: str | Path,
@@ -90,6 +97,7 @@ def convert_entityseg_sharded(
     shard 0. Raises :class:`EntityKitError` (one line) as the single-file conversion does, and for
     a refused output."""
     _check_options(overlap, crowd)
+    check_image_folder(image_root)
     path = Path(annotation_json).resolve()  # recorded resolved: a resumed run names the same file
     jobs, problems = _plan(path, overlap, crowd, keep_going)
     units, image_ids = by_source_id(jobs)
@@ -164,5 +172,6 @@ def _plan(path: Path, overlap: str, crowd: str, keep_going: bool) -> tuple[list[
         entries = per_image[img_id]
         record = ImageRecord(img_id, img["file_name"], int(img["height"]), int(img["width"]))
         jobs.append(RleImageJob(record, [e[0] for e in entries], [e[1] for e in entries], [e[2] for e in entries],
-                                overlap if overlap != "error" else "error", crowd, where))
+                                overlap, crowd, where,
+                                resolving_rules=tuple(r for r in ENTITYSEG_RULES if r != "error")))
     return jobs, problems

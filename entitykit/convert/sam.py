@@ -8,6 +8,7 @@ or ``large-wins``. The rule and what it changed are recorded in the output.
 from __future__ import annotations
 
 import math
+from fnmatch import fnmatchcase
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -25,11 +26,12 @@ from ._common import (
     RleImageJob,
     Segment,
     assemble,
+    check_image_folder,
     collect,
     convert_rle_image,
     run_ordered,
 )
-from ._sharded import ShardRun, convert_to_shards
+from ._sharded import ShardRun, checks_options, convert_to_shards, output_folder
 
 SAM_RULES = tuple(r for r in OVERLAP_RULES if r != "error")
 
@@ -83,12 +85,32 @@ def _score(ann: dict[str, Any], key: str) -> float:
     return float(v)
 
 
+INPUT_GLOB = "*.json"  # the files of an input folder that are converted
+
+
 def sam_inputs(inputs: Path) -> list[Path]:
     """The input files in conversion order: ``inputs`` itself, or a folder's ``*.json`` sorted by name."""
-    files = sorted(inputs.glob("*.json")) if inputs.is_dir() else [inputs]
+    files = sorted(inputs.glob(INPUT_GLOB)) if inputs.is_dir() else [inputs]
     if not files:
-        raise DatasetError("no *.json files found", inputs)
+        raise DatasetError(f"no {INPUT_GLOB} files found", inputs)
     return files
+
+
+def check_sam_output(inputs: str | Path, output: str | Path, *, kind: str = "file") -> None:
+    """Refuse, before any work, an output inside the input folder ``inputs`` that would break the
+    next conversion of that folder: a file (``kind="file"``) that :func:`sam_inputs` would list
+    (``*.json`` directly in it), or any folder (``kind="folder"``: a sharded output, id maps) inside
+    it — its listing, and so ``resume``, would no longer be the same. One line
+    (:class:`EntityKitError`) naming the output; an input that is one file passes."""
+    folder = Path(inputs)
+    if not folder.is_dir():
+        return
+    folder, target = folder.resolve(), Path(output).resolve()
+    if kind == "folder" and folder in target.parents:
+        raise EntityKitError(f"is inside the SAM input folder {inputs}; choose an output folder outside it", output)
+    if kind == "file" and target.parent == folder and fnmatchcase(target.name, INPUT_GLOB):
+        raise EntityKitError(f"is inside the SAM input folder {inputs}, whose {INPUT_GLOB} files are the inputs: the "
+                             "next conversion of that folder would read it as one; choose an output outside it", output)
 
 
 @dataclass(frozen=True)
@@ -189,6 +211,7 @@ def convert_sam(
 ) -> EntityDataset:
     """``inputs``: one JSON or a folder of per-image JSONs. ``rule``: score, small-wins or large-wins."""
     _check_options(rule, min_area)
+    check_image_folder(image_root)
     inputs = Path(inputs)
     files = sam_inputs(inputs)
     opts = SamOptions(rule, score_key, min_area, image_ext)
@@ -199,7 +222,7 @@ def convert_sam(
         if job is not None:
             jobs.append(job)
     results = collect(run_ordered(convert_rle_image, jobs, workers), len(jobs), "convert SAM masks",
-                      keep_going=keep_going, progress=progress)
+                      keep_going=keep_going, progress=progress, image_root=image_root)
     return assemble(
         results, source=source, description=f"entities from SAM masks {inputs}",
         conversion={"from": "sam", "inputs": str(inputs), "overlap_rule": rule,
@@ -208,6 +231,7 @@ def convert_sam(
     )
 
 
+@checks_options(lambda a: _check_options(a["rule"], a["min_area"]))
 def convert_sam_sharded(
     inputs: str | Path,
     output: str | Path,
@@ -239,6 +263,8 @@ def convert_sam_sharded(
     Raises :class:`EntityKitError` (one line) for bad options, a refused output or, unless
     ``keep_going``, the first bad input (the shards finished so far stay, for ``resume``)."""
     _check_options(rule, min_area)
+    check_image_folder(image_root)
+    check_sam_output(inputs, output_folder(output), kind="folder")
     inputs = Path(inputs).resolve()  # recorded resolved: a resumed run names the same folder however spelled
     files = sam_inputs(inputs)
     opts = SamOptions(rule, score_key, min_area, image_ext)

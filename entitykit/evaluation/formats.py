@@ -23,6 +23,7 @@ from typing import Any
 
 from ..errors import DatasetError, EntityKitError, PredictionError
 from ..fileio import read_json
+from ..naming import ID_MAPS_JSON
 from ..prediction_format import COCO_RESULTS_JSON, PREDICTIONS_FORMAT, PREDICTIONS_JSON
 from . import _ahead, _scan
 
@@ -405,12 +406,16 @@ def diagnose(kind: FileKind, role: str) -> str:
         tips = []
         jsons = kind.detail.get("jsons") or []
         folder = kind.detail.get("folder") or kind.path
+        others = [j for j in jsons if j != ID_MAPS_JSON]
         if COCO_RESULTS_JSON in jsons:
             tips.append(f"to score the COCO results in it, pass {folder / COCO_RESULTS_JSON}")
-        elif jsons:
-            tips.append(f"to score a JSON file in it, pass that file (e.g. {folder / jsons[0]}"
+        elif others:
+            tips.append(f"to score a JSON file in it, pass that file (e.g. {folder / others[0]}"
                         + (f" --pred-png-dir {folder}" if kind.detail.get("pngs") else "") + ")")
-        if kind.detail.get("pngs"):
+        if ID_MAPS_JSON in jsons:  # written by `entitykit idmaps`: a dataset's own id maps, nothing to score
+            tips.append(f"{ID_MAPS_JSON} is the index 'entitykit idmaps' writes (a dataset's id maps, no scores): "
+                        "it is ground truth drawn as PNGs, not predictions")
+        elif kind.detail.get("pngs"):
             tips.append("id-map PNGs need a predictions.json listing image_id and a score per id "
                         "('entitykit predict' writes both)")
         tip = ("; " + "; ".join(tips)) if tips else ""

@@ -242,19 +242,25 @@ def load_gt(gt: Any, *, gt_png_dir: str | Path | None = None, crowd: str = "void
     (its folder or manifest.json; ``entitykit.shards``) or COCO panoptic JSON. ``ahead``: the file
     read in the background (``_ahead.start(gt, "gt")``), or None.
 
-    A sharded dataset is read through the dataset layer (each shard checked, then the cross-shard
-    rules) and held whole: scoring needs every ground-truth entity at once."""
+    A sharded dataset is opened through the dataset layer as every command opens it (each shard's
+    schema and RLE sizes, its counts against the manifest, the rules across shards: ids, file names)
+    and held whole: scoring needs every ground-truth entity at once. A folder without a manifest is
+    refused with what it is when it is an unfinished or unmerged conversion
+    (``shards.conversion_folder_problem``); any other folder as formats.refuse words it."""
     if hasattr(gt, "images") and hasattr(gt, "annotations"):
         where = getattr(gt, "path", None)
         return LoadedGT(list(gt.images), list(gt.annotations), "entity", str(where) if where else None)
     if isinstance(gt, (str, Path)):
-        from ..shards import is_sharded  # noqa: PLC0415
+        from ..shards import conversion_folder_problem, is_sharded  # noqa: PLC0415
 
         if is_sharded(gt):
             from ..dataset import EntityDataset  # noqa: PLC0415
 
-            ds = EntityDataset.load(gt)
+            ds = EntityDataset.open(gt, validate="schema")
             return LoadedGT(list(ds.images), list(ds.annotations), "entity-shards", str(gt))
+        why = conversion_folder_problem(gt)
+        if why:  # a sharded conversion's folder, unfinished or not merged: what to run
+            raise DatasetError(why, gt)
     kind = formats.sniff(gt, role="gt", ahead=ahead)  # a path: read once (the fast reader first), never parsed twice
     path, data = kind.path, kind.data
     if kind.kind == formats.ENTITY:
