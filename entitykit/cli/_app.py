@@ -18,9 +18,7 @@ from __future__ import annotations
 import functools
 import json
 import os
-import signal
 import sys
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Optional, TypeVar, get_args
@@ -229,42 +227,10 @@ def sub_app(help: str) -> typer.Typer:
 # the error boundary and small helpers
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (Slurm preemption, ``kill``) during a command that opted in (:func:`sigterm_interrupts`):
-    handled as Ctrl-C is, one line, exit 143 (= 128 + 15)."""
-
-
-def sigterm_interrupts(fn: F) -> F:
-    """For commands whose worker pools leave SIGTERM to the parent (``convert._common.ordered_pool``
-    with the fork start method): SIGTERM raises :class:`Terminated` in the main process (put it
-    below :func:`user_errors`). Other commands keep the default (the process dies)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        import multiprocessing  # noqa: PLC0415
-
-        if (threading.current_thread() is not threading.main_thread()
-                or multiprocessing.get_context().get_start_method() != "fork"):
-            return fn(*args, **kwargs)
-        main_pid = os.getpid()
-
-        def handler(signum: int, frame: Any) -> None:
-            if os.getpid() == main_pid:  # else a forked worker before its initializer: the parent handles it
-                raise Terminated()
-
-        previous = signal.signal(signal.SIGTERM, handler)
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
-
-    return wrapper  # type: ignore[return-value]
-
-
 def user_errors(fn: F) -> F:
     """The error boundary of every command: a failure the user can cause (``describe_failure``)
-    becomes one red line on stderr and exit 1; Ctrl-C exits 130 with one line (SIGTERM 143, in
-    commands that opted in: :func:`sigterm_interrupts`). Anything else is a bug in entitykit: one line asking for a report, exit 2, and the traceback only when
+    becomes one red line on stderr and exit 1; Ctrl-C exits 130 with one line. Anything else is a
+    bug in entitykit: one line asking for a report, exit 2, and the traceback only when
     ``ENTITYKIT_DEBUG=1``. Nothing is half-written either way: every writer renames into place."""
 
     @functools.wraps(fn)
@@ -273,10 +239,9 @@ def user_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except (typer.Exit, typer.Abort, typer.TyperException):
             raise
-        except KeyboardInterrupt as e:
-            how = " (SIGTERM)" if isinstance(e, Terminated) else ""
-            err_console.print(f"[bold red]interrupted[/]{how} (nothing was left half-written)", highlight=False)
-            raise typer.Exit(143 if isinstance(e, Terminated) else 130) from None
+        except KeyboardInterrupt:
+            err_console.print("[bold red]interrupted[/] (nothing was left half-written)", highlight=False)
+            raise typer.Exit(130) from None
         except Exception as e:  # noqa: BLE001  (the boundary: every exception becomes one line)
             text = describe_failure(e)
             if text is None:

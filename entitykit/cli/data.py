@@ -9,7 +9,7 @@ from typing import Literal, Optional
 import typer
 
 from ._app import (
-    QUIET, Table, _one_line, app, console, err_console, escape, print_json, shard_images_count, sigterm_interrupts,
+    QUIET, Table, _one_line, app, console, err_console, escape, print_json, shard_images_count,
     sub_app, user_errors, worker_count,
 )
 
@@ -51,7 +51,6 @@ CROWD = typer.Option("void", help="Crowd regions: void (dropped, as the paper's 
 
 @convert_app.command("coco-panoptic")
 @user_errors
-@sigterm_interrupts
 def convert_coco_panoptic_cmd(
     panoptic_json: Path = typer.Argument(..., help="COCO panoptic JSON (panoptic_{split}.json)."),
     png_dir: Optional[Path] = typer.Argument(None, help="Folder of panoptic PNGs [default: the JSON's name without .json]."),
@@ -124,7 +123,6 @@ def _finish(ds, output: Path, id_maps: Optional[Path], id_map_format: str, quiet
 
 @convert_app.command("cityscapes")
 @user_errors
-@sigterm_interrupts
 def convert_cityscapes_cmd(
     root: Path = typer.Argument(..., help="Cityscapes root holding gtFine/ and leftImg8bit/."),
     split: CityscapesSplit = typer.Option("val", help="The gtFine/ and leftImg8bit/ subfolder."),
@@ -160,7 +158,6 @@ def convert_cityscapes_cmd(
 
 @convert_app.command("ade20k")
 @user_errors
-@sigterm_interrupts
 def convert_ade20k_cmd(
     root: Path = typer.Argument(..., help="ADEChallengeData2016 folder (challenge form) or the ADE20K index tree (full form)."),
     split: Ade20kSplit = typer.Option("validation", help="Split of the challenge form (train = training, val = validation)."),
@@ -202,7 +199,6 @@ def convert_ade20k_cmd(
 
 @convert_app.command("entityseg")
 @user_errors
-@sigterm_interrupts
 def convert_entityseg_cmd(
     annotation_json: Path = typer.Argument(..., help="EntitySeg COCO-RLE JSON (match the images: *_lr.json ↔ images_lr/)."),
     output: Path = OUTPUT,
@@ -240,7 +236,6 @@ def convert_entityseg_cmd(
 
 @convert_app.command("sam")
 @user_errors
-@sigterm_interrupts
 def convert_sam_cmd(
     inputs: Path = typer.Argument(..., help="An SA-1B image JSON, an AMG coco_rle JSON, or a folder of them."),
     rule: SamRule = typer.Option(..., "--rule", help="Who owns a pixel two masks claim: the higher score, the smaller or the larger mask."),

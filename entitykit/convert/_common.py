@@ -177,9 +177,7 @@ def ordered_pool(workers: int) -> Iterator[Callable[[Callable[[J], ImageResult],
     if workers <= 1:
         yield lambda fn, jobs: map(fn, jobs)
         return
-    ctx = multiprocessing.get_context()
-    pool_class = _WorkerPool if ctx.get_start_method() == "fork" else multiprocessing.pool.Pool
-    with pool_class(workers, initializer=_ignore_sigint, initargs=(pool_class is _WorkerPool,), context=ctx) as pool:
+    with multiprocessing.get_context().Pool(workers, initializer=_ignore_sigint) as pool:
         def run(fn: Callable[[J], ImageResult], jobs: list[J]) -> Iterator[ImageResult]:
             if len(jobs) <= 1:
                 return map(fn, jobs)
@@ -188,26 +186,10 @@ def ordered_pool(workers: int) -> Iterator[Callable[[Callable[[J], ImageResult],
         yield run
 
 
-class _WorkerPool(multiprocessing.pool.Pool):
-    """A pool whose terminate ends its workers with SIGKILL, as they ignore SIGTERM (fork start
-    only: the Process objects are not pickled)."""
-
-    @staticmethod
-    def Process(ctx: Any, *args: Any, **kwds: Any) -> Any:  # noqa: N802  (multiprocessing's name)
-        proc = ctx.Process(*args, **kwds)
-        proc.terminate = proc.kill
-        return proc
-
-
-def _ignore_sigint(ignore_sigterm: bool = False) -> None:
+def _ignore_sigint() -> None:
     """Pool workers ignore Ctrl-C: the parent alone handles it (one line, exit 130; leaving the
-    pool's block terminates the workers), so no worker prints a KeyboardInterrupt traceback.
-    With ``ignore_sigterm`` (a :class:`_WorkerPool`) SIGTERM too — Slurm sends it to the whole job;
-    the CLI's parent handles it as Ctrl-C (one line, exit 143): a worker killed anywhere could die
-    holding the pool's queue lock, and the parent's cleanup would wait for it forever."""
+    pool's block terminates the workers), so no worker prints a KeyboardInterrupt traceback."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if ignore_sigterm:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def check_image_folder(image_root: str | Path | None) -> None:
