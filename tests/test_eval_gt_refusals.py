@@ -75,3 +75,22 @@ def test_idmaps_output_as_predictions_is_not_sent_to_its_index(whole, tmp_path):
     r = runner.invoke(app, ["eval", str(whole), str(out)])
     assert r.exit_code == 1
     assert "entitykit idmaps" in r.stderr and "pass that file" not in r.stderr, r.stderr
+
+
+def test_a_sharded_dataset_or_conversion_folder_as_predictions_is_named(whole, tmp_path):  # noqa: F811
+    """Not sent to its manifest.json or a shard (no scores there): said what the folder is."""
+    folder = write_sharded(EntityDataset.load(whole), tmp_path / "sh", SIZES)
+    r = runner.invoke(app, ["eval", str(whole), str(folder)])
+    assert r.exit_code == 1 and "sharded entity dataset" in r.stderr and "pass that file" not in r.stderr, r.stderr
+    unfinished = tmp_path / "unf"
+    (unfinished / ".progress").mkdir(parents=True)
+    r = runner.invoke(app, ["eval", str(whole), str(unfinished)])
+    assert r.exit_code == 1 and "unfinished conversion" in r.stderr, r.stderr
+
+
+def test_no_gt_and_no_prediction_is_undefined_not_zero(tmp_path):
+    (tmp_path / "gt.json").write_text(json.dumps({"images": [{"id": 1, "file_name": "a.jpg", "height": 4, "width": 4}],
+                                                  "annotations": [], "categories": []}))
+    (tmp_path / "res.json").write_text("[]")
+    r = evaluate(tmp_path / "gt.json", tmp_path / "res.json")
+    assert any("undefined" in w for w in r.warnings) and not any("is 0" in w for w in r.warnings), r.warnings

@@ -187,7 +187,8 @@ def _evaluate(gt, pred, gt_png_dir, pred_png_dir, pred_format, overlap, max_dets
     inp = ape.prepare(g.images, g.annotations, p.items, gt_path=g.path, pred_path=p.path)
     timings["prepare"] = time.perf_counter() - t1
     if inp.n_dt == 0:
-        warnings.append("the predictions hold no entity: every AP and AR is 0")
+        warnings.append("the predictions hold no entity: every AP and AR is 0" if len(inp.g_s) else
+                        "no ground-truth entity and no prediction: every AP, AR and PQ is undefined (n/a)")
     steps.advance(1)
     steps.start(len(inp.img_ids), "scoring (mask IoU)")
 

@@ -403,9 +403,16 @@ def diagnose(kind: FileKind, role: str) -> str:
     if k == FOLDER:
         if role == "gt":
             return f"this is {desc}; ground truth is a JSON file. {accepted}"
+        folder = kind.detail.get("folder") or kind.path
+        from ..shards import conversion_folder_problem, is_sharded  # noqa: PLC0415
+
+        if folder is not None and is_sharded(folder):  # not a folder of predictions: an entity dataset
+            return (f"this is a sharded entity dataset (manifest.json: ground truth, no scores); pass it as GT, or "
+                    f"give predictions. {accepted}")
+        if folder is not None and (why := conversion_folder_problem(folder)):
+            return f"this is a sharded conversion's folder, not predictions ({why}). {accepted}"
         tips = []
         jsons = kind.detail.get("jsons") or []
-        folder = kind.detail.get("folder") or kind.path
         others = [j for j in jsons if j != ID_MAPS_JSON]
         if COCO_RESULTS_JSON in jsons:
             tips.append(f"to score the COCO results in it, pass {folder / COCO_RESULTS_JSON}")
