@@ -464,12 +464,13 @@ def load_shard(manifest: Any, entry: Any, image_root: str | Path | None = None) 
     return ds
 
 
-def shard_count_problem(entry: Any, ds: EntityDataset) -> str | None:
+def shard_count_problem(entry: Any, ds: EntityDataset | dict[str, Any]) -> str | None:
     """How a validated shard's counts and id ranges differ from its manifest entry's, or None
-    (the manifest's numbers, ``entitykit.shards.shard_counts``, are what readers trust)."""
+    (the manifest's numbers, ``entitykit.shards.shard_counts``, are what readers trust). ``ds``:
+    the shard, or its counts already made (``entitykit.shards.counts_of``)."""
     from .shards import shard_counts  # noqa: PLC0415
 
-    found = shard_counts(ds)
+    found = ds if isinstance(ds, dict) else shard_counts(ds)
     for key in ("images", "entities", "annotations", "image_ids", "annotation_ids"):
         want = getattr(entry, key)
         if want is not None and found[key] != want:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -422,12 +422,18 @@ def verify_shard(manifest: Manifest, entry: ShardEntry) -> None:
 def shard_counts(ds: Any) -> dict[str, Any]:
     """The counts a manifest records for one opened JSON shard (an :class:`EntityDataset`):
     images, entities (non-crowd), annotations, image_ids and annotation_ids ([min, max] or None)."""
-    img_ids = [img["id"] for img in ds.images]
-    ann_ids = [a["id"] for a in ds.annotations]
+    return counts_of([img["id"] for img in ds.images], [a["id"] for a in ds.annotations],
+                     [a.get("iscrowd") for a in ds.annotations])
+
+
+def counts_of(image_ids: Sequence[Any], annotation_ids: Sequence[Any], iscrowd: Sequence[Any]) -> dict[str, Any]:
+    """:func:`shard_counts` of a shard given as its image ids, annotation ids and iscrowd flags
+    (any truthy flag is a crowd region, not an entity)."""
+    img_ids, ann_ids = list(image_ids), list(annotation_ids)
     return {
-        "images": len(ds.images),
-        "entities": sum(1 for a in ds.annotations if not a.get("iscrowd")),
-        "annotations": len(ds.annotations),
+        "images": len(img_ids),
+        "entities": sum(1 for c in iscrowd if not c),
+        "annotations": len(ann_ids),
         "image_ids": [min(img_ids), max(img_ids)] if img_ids else None,
         "annotation_ids": [min(ann_ids), max(ann_ids)] if ann_ids else None,
     }

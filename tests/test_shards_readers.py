@@ -337,6 +337,9 @@ _MEMORY_SCRIPT = textwrap.dedent('''
                 return int(line.split()[1])
 
     folder, command = sys.argv[1], sys.argv[2]
+    if command.startswith("eval"):  # the scorer's imports before the base is taken
+        from entitykit.evaluation import evaluate
+        import entitykit.evaluation.ape, entitykit.evaluation.predictions
     gc.collect()
     with open("/proc/self/clear_refs", "w") as f:  # reset the peak (VmHWM) to the current RSS
         f.write("5")
@@ -345,15 +348,20 @@ _MEMORY_SCRIPT = textwrap.dedent('''
         assert check_dataset(folder, check_images=False).ok
     elif command == "info":
         dataset_stats(folder)
+    elif command == "eval":  # predictions: sys.argv[3]
+        evaluate(folder, sys.argv[3], workers=1)
+    elif command == "eval-whole":  # every shard at once, scored as one dataset, for contrast
+        evaluate(EntityDataset.load(folder), sys.argv[3], workers=1)
     else:  # every shard at once, for contrast
         EntityDataset.load(folder)
     print(json.dumps({"base_kib": base, "peak_kib": status("VmHWM")}))
 ''')
 
 
-def peak_above_base(folder: Path, command: str) -> int:
-    """KiB of peak RSS that ``command`` adds to a fresh process that has imported entitykit."""
-    out = subprocess.run([sys.executable, "-c", _MEMORY_SCRIPT, str(folder), command],
+def peak_above_base(folder: Path, command: str, *args: str) -> int:
+    """KiB of peak RSS that ``command`` (check, info, load; eval and eval-whole, with a predictions
+    file in ``args``) adds to a fresh process that has imported entitykit."""
+    out = subprocess.run([sys.executable, "-c", _MEMORY_SCRIPT, str(folder), command, *map(str, args)],
                          capture_output=True, text=True, check=True)
     m = json.loads(out.stdout.strip().splitlines()[-1])
     return m["peak_kib"] - m["base_kib"]

@@ -397,16 +397,8 @@ def prepare(
     # ---- predictions (one representation: PredColumns)
     p = predictions
     labels = p.labels
-    d_img = _image_index(p.image_id, img_ids)
-    if d_img is None:
-        ids_l = list(p.image_id.tolist() if isinstance(p.image_id, np.ndarray) else p.image_id)
-        k = next(k for k, i in enumerate(ids_l) if i not in idx)
-        raise PredictionError(f"unknown image id {ids_l[k]!r} (not in the ground truth)", pred_path,
-                              labels[k]) from None
-    badk = np.flatnonzero(~np.isfinite(p.score) | (p.score < 0))
-    if badk.size:
-        k = int(badk[0])
-        raise PredictionError(f"score {float(p.score[k])!r} is not a finite number >= 0", pred_path, labels[k])
+    d_img = pred_image_index(p, img_ids, pred_path)
+    check_scores(p, pred_path)
     d_order, _ = _group(d_img, n_img)
     d_img = d_img[d_order]
     sizes = p.size[d_order]
@@ -421,6 +413,128 @@ def prepare(
     return EvalInputs(img_ids, heights, widths, sources, g_buf, g_s, g_e, g_img, g_area, g_crowd,
                       gids, p.buf, p.start[d_order], p.end[d_order], d_img, p.score[d_order], labels, d_order,
                       area_given)
+
+
+def pred_image_index(p: PredColumns, img_ids: list, pred_path: Any = None) -> np.ndarray:
+    """Each prediction's position in ``img_ids`` (the dataset's image ids, sorted): int64 (n,).
+    Raises PredictionError naming the first prediction (input order) whose image id is unknown."""
+    d_img = _image_index(p.image_id, img_ids)
+    if d_img is None:
+        known = set(img_ids)
+        ids_l = list(p.image_id.tolist() if isinstance(p.image_id, np.ndarray) else p.image_id)
+        k = next(k for k, i in enumerate(ids_l) if i not in known)
+        raise PredictionError(f"unknown image id {ids_l[k]!r} (not in the ground truth)", pred_path,
+                              p.labels[k]) from None
+    return d_img
+
+
+def check_scores(p: PredColumns, pred_path: Any = None) -> None:
+    """Every score a finite number >= 0; else PredictionError naming the first one (input order)."""
+    badk = np.flatnonzero(~np.isfinite(p.score) | (p.score < 0))
+    if badk.size:
+        k = int(badk[0])
+        raise PredictionError(f"score {float(p.score[k])!r} is not a finite number >= 0", pred_path, p.labels[k])
+
+
+class SubsetLabels:
+    """The labels of a subset of predictions: ``labels[k]`` of the subset is ``base[index[k]]``."""
+
+    def __init__(self, base: Any, index: np.ndarray):
+        self.base, self.index = base, index
+
+    def __getitem__(self, k: int) -> str:
+        return self.base[int(self.index[k])]
+
+
+def pred_subset(p: PredColumns, index: np.ndarray) -> PredColumns:
+    """The predictions at ``index`` (int64, ascending: input order is kept) as a PredColumns that
+    shares ``p``'s counts buffer; labels and ``area_given`` follow (``apply_area_rule`` is applied
+    to the whole input first: pycocotools' rule looks at the first result of the file)."""
+    ids = p.image_id[index] if isinstance(p.image_id, np.ndarray) else [p.image_id[k] for k in index.tolist()]
+    sub = PredColumns(ids, p.score[index], p.size[index], p.buf, p.start[index], p.end[index],
+                      SubsetLabels(p.labels, index))
+    if p.area_given is not None:
+        sub.area_given = p.area_given[index]
+    return sub
+
+
+def no_offsets(n: int) -> np.ndarray:
+    """``n`` zero offsets that take no memory (a read-only view): RLE offsets of inputs whose
+    buffers were dropped (see :func:`join_parts`)."""
+    return np.broadcast_to(np.zeros(1, np.int64), (n,))
+
+
+def join_parts(parts: Sequence[tuple[EvalInputs, Sequence[PerImage], np.ndarray]], labels: Any
+               ) -> tuple[EvalInputs, list[PerImage]]:
+    """Parts of one evaluation, scored separately (a sharded dataset, shard by shard), as the one
+    ``(EvalInputs, [PerImage per IoU kind])`` that scoring them together would give, for
+    :func:`accumulate` and the per-image tables: images in sorted-id order, GT and predictions
+    grouped by image, ``d_sorted`` in pycocotools' concatenation order (images by id, each by score),
+    so the stable sort on score breaks ties exactly as for one file (bit-identical curves).
+
+    ``parts``: (inputs, per-image results for each IoU kind, the part's prediction positions in
+    the whole input) each. The joined inputs hold no RLE (empty buffers, zero offsets): they are
+    for accumulating and reporting, not for the kernel. ``labels``: the whole input's labels.
+    Raises DatasetError when image ids mix types (as :func:`prepare` does)."""
+    cat = np.concatenate
+    img_ids = [i for inp, _, _ in parts for i in inp.img_ids]
+    try:
+        img_order = np.array(sorted(range(len(img_ids)), key=img_ids.__getitem__), np.int64)
+    except TypeError:
+        raise DatasetError("image ids mix types (numbers and strings)") from None
+    new_of_old = np.empty(len(img_ids), np.int64)
+    new_of_old[img_order] = np.arange(len(img_ids))
+    img_off = np.cumsum([0] + [len(inp.img_ids) for inp, _, _ in parts])
+    g_img = new_of_old[cat([inp.g_img + o for (inp, _, _), o in zip(parts, img_off)] or [np.zeros(0, np.int64)])]
+    d_img = new_of_old[cat([inp.d_img + o for (inp, _, _), o in zip(parts, img_off)] or [np.zeros(0, np.int64)])]
+    g_perm = np.argsort(g_img, kind="stable")  # GT grouped by image (each part's order within an image)
+    d_perm = np.argsort(d_img, kind="stable")
+    d_new_of_old = np.empty(len(d_perm), np.int64)
+    d_new_of_old[d_perm] = np.arange(len(d_perm))
+    ng, nd = len(g_perm), len(d_perm)
+
+    def gt_col(get):
+        return cat([get(x) for x in parts])[g_perm] if parts else np.zeros(0)
+
+    def det_col(get):
+        return cat([get(x) for x in parts])[d_perm] if parts else np.zeros(0)
+
+    sources_all = [s for inp, _, _ in parts for s in inp.sources]
+    given = None
+    if any(inp.d_area_given is not None for inp, _, _ in parts):
+        given = det_col(lambda x: x[0].d_area_given if x[0].d_area_given is not None
+                        else np.full(x[0].n_dt, np.nan))
+    joined = EvalInputs(
+        [img_ids[k] for k in img_order.tolist()],
+        cat([inp.heights for inp, _, _ in parts])[img_order], cat([inp.widths for inp, _, _ in parts])[img_order],
+        [sources_all[k] for k in img_order.tolist()],
+        np.zeros(0, np.uint8), no_offsets(ng), no_offsets(ng), g_img[g_perm],
+        gt_col(lambda x: x[0].g_area).astype(np.float64), gt_col(lambda x: x[0].g_crowd).astype(np.uint8),
+        gt_col(lambda x: np.asarray(x[0].g_ids, np.int64)),  # ids are integers >= 1 (prepare checks)
+        np.zeros(0, np.uint8), no_offsets(nd), no_offsets(nd), d_img[d_perm],
+        det_col(lambda x: x[0].d_score).astype(np.float64), labels,
+        det_col(lambda x: x[2][x[0].d_pos]).astype(np.int64), given)
+    n_img = len(img_ids)
+    g_start = np.zeros(n_img + 1, np.int64)
+    np.cumsum(np.bincount(joined.g_img, minlength=n_img), out=g_start[1:])
+    d_start = np.zeros(n_img + 1, np.int64)
+    np.cumsum(np.bincount(joined.d_img, minlength=n_img), out=d_start[1:])
+    d_off = np.cumsum([0] + [inp.n_dt for inp, _, _ in parts])
+    pers = []
+    for k in range(len(parts[0][1]) if parts else 0):
+        def img_col(name, k=k):
+            return cat([getattr(x[1][k], name) for x in parts])[img_order]
+
+        # pycocotools' concatenation order: images by id, then each image's predictions by score
+        d_sorted = d_new_of_old[cat([x[1][k].d_sorted + o for x, o in zip(parts, d_off)])]
+        d_sorted = d_sorted[np.argsort(joined.d_img[d_sorted], kind="stable")]
+        pers.append(PerImage(
+            parts[0][1][k].max_dets, gt_col(lambda x, k=k: x[1][k].g_parea), det_col(lambda x, k=k: x[1][k].d_area),
+            img_col("img_flags"), d_sorted, det_col(lambda x, k=k: x[1][k].d_rank),
+            det_col(lambda x, k=k: x[1][k].match), det_col(lambda x, k=k: x[1][k].ign), img_col("pq_tp"),
+            img_col("pq_fp"), img_col("pq_fn"), img_col("pq_iou"), gt_col(lambda x, k=k: x[1][k].best_iou_gt),
+            g_start, d_start, det_col(lambda x, k=k: x[1][k].d_parea)))
+    return joined, pers
 
 
 def _gt_columns(cols, img_ids, heights, widths, n_img, gt_path):

@@ -164,10 +164,7 @@ def evaluate(
 def _evaluate(gt, pred, gt_png_dir, pred_png_dir, pred_format, overlap, max_dets, crowd, workers, pq, by_source,
               t0, timings, area_rule="auto", ious=("mask",), dilation_ratio=DEFAULT_DILATION_RATIO,
               progress=False, ahead=(None, None)) -> list:
-    import numpy as np  # noqa: PLC0415
-
     from . import ape  # noqa: PLC0415
-    from .overlap import describe_overlap, resolve_overlaps  # noqa: PLC0415
     from .predictions import load_gt, load_predictions  # noqa: PLC0415
 
     steps = _Steps(progress)
@@ -183,67 +180,163 @@ def _evaluate(gt, pred, gt_png_dir, pred_png_dir, pred_format, overlap, max_dets
     if n_without_box:
         warnings.append(f"{n_without_box} result(s) have no bbox though the first has one: their S/M/L area is "
                         "the mask's (pycocotools' loadRes fails on such a file)")
+    scorer = _PartScorer(ious, overlap, max_dets, workers, dilation_ratio, timings, p.path)
     t1 = time.perf_counter()
-    inp = ape.prepare(g.images, g.annotations, p.items, gt_path=g.path, pred_path=p.path)
-    timings["prepare"] = time.perf_counter() - t1
+    if g.shards is None:  # one file: one part, scored with progress per phase
+        inp = ape.prepare(g.images, g.annotations, p.items, gt_path=g.path, pred_path=p.path)
+        timings["prepare"] = time.perf_counter() - t1
+        steps.advance(1)
+        inp, pers = scorer.score(inp, g.path, steps)
+    else:  # a sharded dataset: shard by shard (memory: one shard's masks), joined for the curves
+        steps.advance(1)
+        inp, pers = _score_shards(g, p, scorer, steps)
     if inp.n_dt == 0:
         warnings.append("the predictions hold no entity: every AP and AR is 0" if len(inp.g_s) else
                         "no ground-truth entity and no prediction: every AP, AR and PQ is undefined (n/a)")
-    steps.advance(1)
-    steps.start(len(inp.img_ids), "scoring (mask IoU)")
-
-    t1 = time.perf_counter()
-    allow = overlap == "allow"
-    per = _naming_files(g.path, p.path, ape.evaluate_all, inp, max_dets=max_dets, allow_overlap=allow,
-                        workers=workers)
-    flagged = np.flatnonzero(per.img_flags & 1)
-    overlap_info: dict = {"mode": overlap, "images_with_overlap": int(flagged.size)}
-    if flagged.size and overlap == "error":
-        d = describe_overlap(inp, int(flagged[0]))
-        more = f"; {flagged.size - 1} more image(s) have overlaps" if flagged.size > 1 else ""
-        raise PredictionError(
-            f"predictions overlap: {d.first} and {d.second} share {d.pixels} pixels "
-            f"({d.pairs} overlapping pair(s), {d.image_pixels} contested pixels in this image{more}). "
-            "APe allows no overlap: fix the predictions, or choose --overlap resolve (highest score owns "
-            "the pixel) or --overlap allow (overlap-tolerant APm)",
-            p.path, f"image {d.image_id!r}")
-    if flagged.size and overlap == "resolve":
-        rep = resolve_overlaps(inp, flagged)
-        overlap_info.update(predictions_changed=rep.predictions_changed,
-                            predictions_removed=rep.predictions_emptied, pixels_reassigned=rep.pixels_reassigned)
-        per = _naming_files(g.path, p.path, ape.evaluate_all, inp, max_dets=max_dets, allow_overlap=False,
-                            workers=workers)
-    elif overlap == "resolve":
-        overlap_info.update(predictions_changed=0, predictions_removed=0, pixels_reassigned=0)
-    gt_overlap = int(np.count_nonzero(per.img_flags & 2))
-    if gt_overlap:
-        warnings.append(f"ground truth overlaps in {gt_overlap} image(s): scored pairwise (no partition fast path); "
-                        "PQ is not defined there")
-    timings["evaluate"] = time.perf_counter() - t1
-    steps.advance(len(inp.img_ids))
+    if scorer.gt_overlap:
+        warnings.append(f"ground truth overlaps in {scorer.gt_overlap} image(s): scored pairwise (no partition fast "
+                        "path); PQ is not defined there")
+    overlap_info = scorer.overlap_info
 
     results = []
-    for kind in ious:
-        per_k = per
-        if kind == "boundary":  # the bands of the final masks (after --overlap resolve), then the same matcher
-            from .boundary import boundary_bands  # noqa: PLC0415
-
-            n_img = len(inp.img_ids)
-            t1 = time.perf_counter()
-            steps.start(2 * n_img, f"boundary bands (dilation ratio {dilation_ratio:g})")
-            bands = boundary_bands(inp, dilation_ratio, advance=steps.advance, workers=workers)
-            timings["bands"] = time.perf_counter() - t1
-            t1 = time.perf_counter()
-            steps.start(n_img, "scoring (boundary IoU)")
-            per_k = _naming_files(g.path, p.path, ape.evaluate_all, inp, max_dets=max_dets, allow_overlap=allow,
-                                  workers=workers, bands=bands)
-            steps.advance(n_img)
-            timings["evaluate_boundary"] = time.perf_counter() - t1
+    for kind, per_k in zip(ious, pers):
         results.append(_result(kind, dilation_ratio, inp, per_k, g, p, overlap, overlap_info, max_dets, crowd,
                                workers, pq and kind == "mask", by_source, list(warnings), t0, dict(timings),
                                area_rule, area_applied))
     steps.stop()
     return results
+
+
+class _PartScorer:
+    """The kernel passes of one part of an evaluation (the whole input, or one shard): mask IoU,
+    the overlap rule (refuse, resolve and score again, or allow), then boundary bands and boundary
+    IoU. Sums what it reports over the parts (overlap counts, GT-overlap images, timings)."""
+
+    def __init__(self, ious, overlap, max_dets, workers, dilation_ratio, timings, pred_path):
+        self.ious, self.overlap, self.max_dets, self.workers = ious, overlap, max_dets, workers
+        self.dilation_ratio, self.timings, self.pred_path = dilation_ratio, timings, pred_path
+        self.overlap_info: dict = {"mode": overlap, "images_with_overlap": 0}
+        if overlap == "resolve":
+            self.overlap_info.update(predictions_changed=0, predictions_removed=0, pixels_reassigned=0)
+        self.gt_overlap = 0
+
+    def _time(self, key: str, t1: float) -> None:
+        self.timings[key] = self.timings.get(key, 0.0) + time.perf_counter() - t1
+
+    def score(self, inp, gt_path, steps, scope: str = "") -> tuple:
+        """``(inp, [PerImage per IoU kind])`` of one part (``inp`` after ``--overlap resolve``).
+        ``scope``: how the part is named when its overlaps are refused ("" for the whole input)."""
+        import numpy as np  # noqa: PLC0415
+
+        from . import ape  # noqa: PLC0415
+        from .overlap import describe_overlap, resolve_overlaps  # noqa: PLC0415
+
+        n_img = len(inp.img_ids)
+        steps.start(n_img, "scoring (mask IoU)")
+        t1 = time.perf_counter()
+        allow = self.overlap == "allow"
+        kernel = dict(max_dets=self.max_dets, workers=self.workers)
+        per = _naming_files(gt_path, self.pred_path, ape.evaluate_all, inp, allow_overlap=allow, **kernel)
+        flagged = np.flatnonzero(per.img_flags & 1)
+        self.overlap_info["images_with_overlap"] += int(flagged.size)
+        if flagged.size and self.overlap == "error":
+            d = describe_overlap(inp, int(flagged[0]))
+            more = f"; {flagged.size - 1} more image(s){scope} have overlaps" if flagged.size > 1 else ""
+            raise PredictionError(
+                f"predictions overlap: {d.first} and {d.second} share {d.pixels} pixels "
+                f"({d.pairs} overlapping pair(s), {d.image_pixels} contested pixels in this image{more}). "
+                "APe allows no overlap: fix the predictions, or choose --overlap resolve (highest score owns "
+                "the pixel) or --overlap allow (overlap-tolerant APm)",
+                self.pred_path, f"image {d.image_id!r}")
+        if flagged.size and self.overlap == "resolve":
+            rep = resolve_overlaps(inp, flagged)
+            info = self.overlap_info
+            info["predictions_changed"] += rep.predictions_changed
+            info["predictions_removed"] += rep.predictions_emptied
+            info["pixels_reassigned"] += rep.pixels_reassigned
+            per = _naming_files(gt_path, self.pred_path, ape.evaluate_all, inp, allow_overlap=False, **kernel)
+        self.gt_overlap += int(np.count_nonzero(per.img_flags & 2))
+        self._time("evaluate", t1)
+        steps.advance(n_img)
+        pers = []
+        for kind in self.ious:
+            if kind == "mask":
+                pers.append(per)
+                continue
+            # the bands of the final masks (after --overlap resolve), then the same matcher
+            from .boundary import boundary_bands  # noqa: PLC0415
+
+            t1 = time.perf_counter()
+            steps.start(2 * n_img, f"boundary bands (dilation ratio {self.dilation_ratio:g})")
+            bands = boundary_bands(inp, self.dilation_ratio, advance=steps.advance, workers=self.workers)
+            self._time("bands", t1)
+            t1 = time.perf_counter()
+            steps.start(n_img, "scoring (boundary IoU)")
+            pers.append(_naming_files(gt_path, self.pred_path, ape.evaluate_all, inp, allow_overlap=allow,
+                                      bands=bands, **kernel))
+            steps.advance(n_img)
+            self._time("evaluate_boundary", t1)
+        return inp, pers
+
+
+def _score_shards(g, p, scorer: _PartScorer, steps) -> tuple:
+    """A sharded ground truth scored shard by shard (``predictions.gt_parts``: one shard's entities
+    in memory at a time, with that shard's predictions), then joined (``ape.join_parts``) into the
+    inputs and per-image results one file would give: every number and curve is the same.
+
+    Memory: one shard's GT masks and their predictions' kernel work, plus per entity a few numbers
+    (areas, matches: ~90 bytes per prediction) and per image its id and size; the predictions are
+    read whole (one file). The predictions are checked against every shard's images before the
+    first shard is scored (unknown image ids, scores)."""
+    import numpy as np  # noqa: PLC0415
+
+    from . import ape  # noqa: PLC0415
+    from .predictions import gt_parts  # noqa: PLC0415
+
+    items = p.items
+    all_ids = [im["id"] for im in g.images]
+    try:
+        sorted_ids = sorted(all_ids)
+    except TypeError:
+        raise DatasetError("image ids mix types (numbers and strings)", g.path) from None
+    pos = ape.pred_image_index(items, sorted_ids, p.path)
+    ape.check_scores(items, p.path)
+    shard_of = np.empty(len(sorted_ids), np.int64)
+    at = {i: k for k, i in enumerate(sorted_ids)}
+    for k, im in enumerate(g.images):
+        shard_of[at[im["id"]]] = g.image_shard[k]
+    pred_shard = shard_of[pos] if len(pos) else np.zeros(0, np.int64)
+    order = np.argsort(pred_shard, kind="stable")
+    bounds = np.searchsorted(pred_shard[order], np.arange(len(g.shard_files) + 1))
+    quiet = _Steps(False)
+    steps.start(len(all_ids), f"scoring {len(g.shard_files)} shards")
+    parts = []
+    t1 = time.perf_counter()
+    for k, (images, anns, shard_path) in enumerate(gt_parts(g)):
+        idx = order[bounds[k]:bounds[k + 1]]
+        sub = ape.pred_subset(items, idx)
+        inp = ape.prepare(images, anns, sub, gt_path=shard_path, pred_path=p.path)
+        del images, anns
+        inp, pers = scorer.score(inp, shard_path, quiet, scope=" of this shard")
+        parts.append((_kept(inp), pers, idx))
+        steps.advance(len(inp.img_ids))
+    joined, pers = ape.join_parts(parts, items.labels)
+    scorer.timings["shards"] = time.perf_counter() - t1
+    return joined, pers
+
+
+def _kept(inp):
+    """What ``ape.join_parts`` keeps of a scored part: its inputs without their RLE buffers."""
+    import dataclasses  # noqa: PLC0415
+
+    import numpy as np  # noqa: PLC0415
+
+    from .ape import no_offsets  # noqa: PLC0415
+
+    empty = np.zeros(0, np.uint8)
+    ng, nd = len(inp.g_s), inp.n_dt
+    return dataclasses.replace(inp, g_buf=empty, d_buf=empty, labels=None, g_ids=np.asarray(inp.g_ids, np.int64),
+                               g_s=no_offsets(ng), g_e=no_offsets(ng), d_s=no_offsets(nd), d_e=no_offsets(nd))
 
 
 def _sniff_ahead(pred, ahead=None):

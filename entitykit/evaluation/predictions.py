@@ -57,6 +57,11 @@ class LoadedGT:
     fmt: str
     path: str | None
     warnings: list = field(default_factory=list)
+    # a sharded dataset: its manifest path (annotations come shard by shard from ``gt_parts``), each
+    # image's shard (position in ``shard_files``, aligned with ``images``) and the shard files
+    shards: str | None = None
+    image_shard: list = field(default_factory=list)
+    shard_files: list = field(default_factory=list)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -244,7 +249,8 @@ def load_gt(gt: Any, *, gt_png_dir: str | Path | None = None, crowd: str = "void
 
     A sharded dataset is opened through the dataset layer as every command opens it (each shard's
     schema and RLE sizes, its counts against the manifest, the rules across shards: ids, file names)
-    and held whole: scoring needs every ground-truth entity at once. A folder without a manifest is
+    one shard at a time; what is kept is an index of its images (``LoadedGT.shards``), and the
+    entities are read again, shard by shard, by :func:`gt_parts` when scored. A folder without a manifest is
     refused with what it is when it is an unfinished or unmerged conversion
     (``shards.conversion_folder_problem``); any other folder as formats.refuse words it."""
     if hasattr(gt, "images") and hasattr(gt, "annotations"):
@@ -254,10 +260,7 @@ def load_gt(gt: Any, *, gt_png_dir: str | Path | None = None, crowd: str = "void
         from ..shards import conversion_folder_problem, is_sharded  # noqa: PLC0415
 
         if is_sharded(gt):
-            from ..dataset import EntityDataset  # noqa: PLC0415
-
-            ds = EntityDataset.open(gt, validate="schema")
-            return LoadedGT(list(ds.images), list(ds.annotations), "entity-shards", str(gt))
+            return _sharded_gt_index(gt)
         why = conversion_folder_problem(gt)
         if why:  # a sharded conversion's folder, unfinished or not merged: what to run
             raise DatasetError(why, gt)
@@ -290,6 +293,82 @@ def load_gt(gt: Any, *, gt_png_dir: str | Path | None = None, crowd: str = "void
 
     ds = convert_coco_panoptic(path, png_dir, crowd=crowd)
     return LoadedGT(list(ds.images), list(ds.annotations), "coco-panoptic", str(path))
+
+
+_IMAGE_KEYS = ("id", "height", "width", "source", "source_id")
+
+
+def _read_shard(manifest: Any, entry: Any) -> LoadedGT:
+    """One shard of a sharded ground truth, as its file alone would be read as ground truth (a
+    JSON shard: :func:`load_gt`'s reader and checks; a pack: ``dataset.load_shard``), after its
+    size and SHA-256 (``shards.verify_shard``); its counts and id ranges must be the manifest's."""
+    from ..dataset import load_shard, shard_count_problem  # noqa: PLC0415
+    from ..shards import counts_of, verify_shard  # noqa: PLC0415
+
+    if entry.kind == "json":
+        verify_shard(manifest, entry)
+        g = load_gt(str(manifest.shard_path(entry)))
+    else:
+        ds = load_shard(manifest, entry)
+        g = LoadedGT(list(ds.images), list(ds.annotations), "entity", str(ds.path))
+    anns = g.annotations
+    if hasattr(anns, "buf"):  # the compiled reader's columns
+        ids, crowd = anns.id.tolist(), anns.iscrowd.tolist()
+    else:
+        ids, crowd = [a["id"] for a in anns], [a.get("iscrowd") for a in anns]
+    why = shard_count_problem(entry, counts_of([im["id"] for im in g.images], ids, crowd))
+    if why:
+        raise DatasetError(why, manifest.path, f"shard {entry.file}")
+    return g
+
+
+def _sharded_gt_index(gt: str | Path) -> LoadedGT:
+    """Pass one over a sharded ground truth: each shard read as its file alone would be read as
+    ground truth (:func:`_read_shard`), one in memory at a time, and its images put through the
+    dataset layer's image rules (``check.Rules.image``: schema, size limit, ids and file names
+    unique across shards — the lines ``entitykit check`` prints). Kept: each image's id, size,
+    source and source id, and its shard."""
+    from ..check import Rules  # noqa: PLC0415
+    from ..errors import raise_problems  # noqa: PLC0415
+    from ..shards import read_manifest  # noqa: PLC0415
+
+    manifest = read_manifest(gt)
+    images: list = []
+    image_shard: list = []
+    problems: list = []
+    where = ""
+    rules = Rules(lambda item, text: problems.append(DatasetError(text, where, item)))
+    for k, entry in enumerate(manifest.shards):
+        g = _read_shard(manifest, entry)
+        where = g.path
+        rules.begin_part(g.path)
+        for i, im in enumerate(g.images):
+            rules.image(i, im)
+        if problems:
+            raise_problems(problems)
+        images.extend({key: im[key] for key in _IMAGE_KEYS if key in im} for im in g.images)
+        image_shard.extend([k] * len(g.images))
+        del g
+    if not manifest.shards:
+        raise DatasetError("a sharded dataset without shards", gt)
+    return LoadedGT(images, [], "entity-shards", str(gt), shards=str(gt), image_shard=image_shard,
+                    shard_files=[entry.file for entry in manifest.shards])
+
+
+def gt_parts(g: LoadedGT) -> Any:
+    """Pass two over a sharded ground truth (``LoadedGT.shards``): ``(images, annotations, shard
+    file)`` per shard, in manifest order, one in memory at a time, read and checked again as in
+    pass one (a shard changed since is refused, naming it: its size or SHA-256 is no longer the
+    manifest's)."""
+    from ..shards import read_manifest  # noqa: PLC0415
+
+    manifest = read_manifest(g.shards)
+    if [entry.file for entry in manifest.shards] != g.shard_files:
+        raise DatasetError("the manifest changed while the dataset was scored; run again", manifest.path)
+    for entry in manifest.shards:
+        part = _read_shard(manifest, entry)
+        yield part.images, part.annotations, part.path
+        del part
 
 
 # ---------------------------------------------------------------------------------------------
