@@ -368,3 +368,30 @@ def test_bad_iou_is_refused(bad):
     gt, res = build([[box(8, 8, 0, 4, 0, 8)]], [(0, box(8, 8, 0, 4, 0, 8), 0.5)])
     with pytest.raises(EntityKitError, match="iou"):
         evaluate(gt, res, iou=bad)
+
+
+def test_a_band_as_wide_as_every_mask_is_warned(tmp_path):
+    """2-px stripes on a 20×30 image (a 1-px band: the whole stripe) make Boundary APe equal APe:
+    said in a warning; thicker masks (or another ratio) have a real boundary and no warning."""
+    h, w = 20, 30
+    stripes = [box(h, w, 2 * k, 2 * k + 2, 0, w) for k in range(4)]
+    gt, res = build([stripes], [(0, stripes[k], 0.9 - 0.1 * k) for k in range(3)])
+    assert boundary.dilation_for(h, w) == 1
+    b, m = evaluate(gt, res, iou=("boundary", "mask"))
+    assert np.array_equal(b.stats, m.stats)
+    assert any("every boundary band is its whole mask" in x for x in b.warnings)
+    assert not any("every boundary band" in x for x in m.warnings)
+    thick = [box(h, w, 0, 8, 0, w), box(h, w, 8, 20, 0, w)]
+    gt, res = build([thick], [(0, thick[0], 0.9), (0, box(h, w, 8, 19, 0, w), 0.8)])
+    assert not any("every boundary band" in x for x in evaluate(gt, res, iou="boundary").warnings)
+    gt, res = build([stripes + [thick[1]]], [(0, stripes[0], 0.9)])  # one GT mask has a middle
+    assert not any("every boundary band" in x for x in evaluate(gt, res, iou="boundary").warnings)
+
+
+def test_area_rule_mask_without_boxes_is_said_to_change_nothing():
+    m = box(16, 16, 0, 8, 0, 16)
+    gt, res = build([[m]], [(0, m, 0.9)])
+    assert any("--area-rule mask changes nothing" in x for x in evaluate(gt, res, area_rule="mask").warnings)
+    assert not any("--area-rule" in x for x in evaluate(gt, res).warnings)
+    boxed = [dict(r, bbox=[0.0, 0.0, 16.0, 8.0]) for r in res]
+    assert not any("--area-rule" in x for x in evaluate(gt, boxed, area_rule="mask").warnings)

@@ -196,12 +196,21 @@ def _evaluate(gt, pred, gt_png_dir, pred_png_dir, pred_format, overlap, max_dets
     if scorer.gt_overlap:
         warnings.append(f"ground truth overlaps in {scorer.gt_overlap} image(s): scored pairwise (no partition fast "
                         "path); PQ is not defined there")
+    band_note = []  # the boundary result's own
+    if scorer.bands_are_masks:
+        band_note.append(f"every boundary band is its whole mask (dilation ratio {dilation_ratio:g}: the band is as "
+                        "wide as every mask is thick): Boundary APe equals APe here; a smaller --dilation-ratio "
+                        "makes it a boundary measure")
+    if area_rule == "mask" and area_applied == "mask" and not _has_boxes(p.items):
+        warnings.append("--area-rule mask changes nothing here: the predictions carry no bbox (their S/M/L areas "
+                        "are their masks' under either rule)")
     overlap_info = scorer.overlap_info
 
     results = []
     for kind, per_k in zip(ious, pers):
         results.append(_result(kind, dilation_ratio, inp, per_k, g, p, overlap, overlap_info, max_dets, crowd,
-                               workers, pq and kind == "mask", by_source, list(warnings), t0, dict(timings),
+                               workers, pq and kind == "mask", by_source,
+                               list(warnings) + (band_note if kind == "boundary" else []), t0, dict(timings),
                                area_rule, area_applied))
     steps.stop()
     return results
@@ -219,6 +228,7 @@ class _PartScorer:
         if overlap == "resolve":
             self.overlap_info.update(predictions_changed=0, predictions_removed=0, pixels_reassigned=0)
         self.gt_overlap = 0
+        self.bands_are_masks: bool | None = None  # every band its whole mask, in every part (None: no band made)
 
     def _time(self, key: str, t1: float) -> None:
         self.timings[key] = self.timings.get(key, 0.0) + time.perf_counter() - t1
@@ -264,11 +274,13 @@ class _PartScorer:
                 pers.append(per)
                 continue
             # the bands of the final masks (after --overlap resolve), then the same matcher
-            from .boundary import boundary_bands  # noqa: PLC0415
+            from .boundary import boundary_bands, every_band_is_its_mask  # noqa: PLC0415
 
             t1 = time.perf_counter()
             steps.start(2 * n_img, f"boundary bands (dilation ratio {self.dilation_ratio:g})")
             bands = boundary_bands(inp, self.dilation_ratio, advance=steps.advance, workers=self.workers)
+            if len(inp.g_s) + inp.n_dt:  # a part without masks says nothing either way
+                self.bands_are_masks = self.bands_are_masks is not False and every_band_is_its_mask(inp, bands)
             self._time("bands", t1)
             t1 = time.perf_counter()
             steps.start(n_img, "scoring (boundary IoU)")
@@ -277,6 +289,14 @@ class _PartScorer:
             steps.advance(n_img)
             self._time("evaluate_boundary", t1)
         return inp, pers
+
+
+def _has_boxes(items) -> bool:
+    """Whether the first prediction carries a bbox (pycocotools' loadRes looks at the first only)."""
+    from .ape import BOX_NONE, BOX_EMPTY  # noqa: PLC0415
+
+    st = items.box_state
+    return st is not None and len(st) > 0 and int(st[0]) not in (BOX_NONE, BOX_EMPTY)
 
 
 def _score_shards(g, p, scorer: _PartScorer, steps) -> tuple:

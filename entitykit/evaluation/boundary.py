@@ -170,3 +170,23 @@ def boundary_bands(inp, dilation_ratio: float = DEFAULT_DILATION_RATIO, *,
     g = _side(inp.g_buf, inp.g_s, inp.g_e, inp.g_img, h, w, dil, advance, nw)
     d = _side(inp.d_buf, inp.d_s, inp.d_e, inp.d_img, h, w, dil, advance, nw)
     return (*g, *d)
+
+
+def every_band_is_its_mask(inp, bands: tuple) -> bool:
+    """Whether every mask of ``inp`` (an ``ape.EvalInputs``, GT and predictions) is its own band
+    (``bands`` as :func:`boundary_bands` returns them): the dilation reaches every mask's middle,
+    so boundary IoU is mask IoU and Boundary APe equals APe. False for no mask. Compares the
+    compressed counts (the band of a mask is written in the same canonical COCO encoding); stops at
+    the first mask that differs."""
+    import numpy as np  # noqa: PLC0415
+
+    gb, gs, ge, db, ds, de = bands
+    if not len(gs) + len(ds):
+        return False
+    for buf, s, e, bbuf, bs, be in ((inp.g_buf, inp.g_s, inp.g_e, gb, gs, ge), (inp.d_buf, inp.d_s, inp.d_e, db, ds, de)):
+        if not np.array_equal(np.asarray(e) - s, be - bs):
+            return False
+        for a, b, c, d in zip(s.tolist(), e.tolist(), bs.tolist(), be.tolist()):
+            if buf[a:b].tobytes() != bbuf[c:d].tobytes():
+                return False
+    return True
