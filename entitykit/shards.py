@@ -134,6 +134,13 @@ def folder_problem(path: str | Path) -> str:
         names = [p.name for p in folder.iterdir()]
     except OSError as e:
         return f"cannot list the folder: {e.strerror or e}"
+    return _conversion_text(folder, names) or (
+        f"a folder without {MANIFEST}: not an entity dataset (give an entity JSON file or a sharded dataset's folder)")
+
+
+def _conversion_text(folder: Path, names: list[str]) -> str | None:
+    """:func:`folder_problem`'s text for a folder a sharded conversion left without a manifest
+    (``names``: its entries): part manifests, or ``.progress/`` records; None for any other folder."""
     parts: dict[int, set[int]] = {}
     for name in names:
         if m := PART_RE.match(name):
@@ -177,7 +184,7 @@ def folder_problem(path: str | Path) -> str:
                 command = f"entitykit convert {data['converter']} {data['inputs']} … -o {folder}"
         count = f"{done} of {total} shards" if total is not None else f"{done} shards finished"
         return f"unfinished conversion ({count}; no {MANIFEST}): run {command} --resume (with its first options)"
-    return f"a folder without {MANIFEST}: not an entity dataset (give an entity JSON file or a sharded dataset's folder)"
+    return None
 
 
 def conversion_folder_problem(path: str | Path) -> str | None:
@@ -188,10 +195,10 @@ def conversion_folder_problem(path: str | Path) -> str | None:
     try:
         if not folder.is_dir() or (folder / MANIFEST).is_file():
             return None
-        ours = (folder / PROGRESS_DIR).is_dir() or any(PART_RE.match(p.name) for p in folder.iterdir())
+        names = [p.name for p in folder.iterdir()]
     except OSError:
         return None
-    return folder_problem(folder) if ours else None
+    return _conversion_text(folder, names)
 
 
 def _whole(v: Any, minimum: int = 0) -> bool:
