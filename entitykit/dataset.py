@@ -195,8 +195,8 @@ class EntityDataset:
 
     @classmethod
     def concat(cls, parts: Iterator[EntityDataset], *, path: str | Path | None = None) -> EntityDataset:
-        """One in-memory dataset of a sharded dataset's parts (for commands that need it whole:
-        merge, idmaps, eval). Images and annotations in part order, ``info`` of the first part,
+        """One in-memory dataset of a sharded dataset's parts (for callers that want one object:
+        ``EntityDataset.open`` / ``load`` of a folder, ``entitykit view``). Images and annotations in part order, ``info`` of the first part,
         ``path`` the folder. Raises :class:`DatasetError` when the parts record different image
         folders."""
         images: list[dict[str, Any]] = []
@@ -342,32 +342,63 @@ class EntityDataset:
         self, out_dir: str | Path, fmt: str = "png16", *, overwrite: bool = False, progress: bool = False,
         previews: bool = True,
     ) -> int:
-        """Write one id-map PNG per image (P format) plus ``id_maps.json`` linking values to annotation ids.
+        """Write one id-map PNG per image (P format) plus ``id_maps.json`` linking values to annotation ids:
+        :func:`export_id_maps` of this dataset. Returns the number of id maps written."""
+        return export_id_maps(self, out_dir, fmt, overwrite=overwrite, progress=progress, previews=previews)
 
-        PNG names follow the image's ``file_name`` by ``entitykit.naming.output_names``: always
-        inside ``out_dir``, never two images on one file; ``id_maps.json`` maps each image id to
-        its PNG. ``previews``: also write each id map in colours, 8-bit RGB, at
-        ``entitykit.naming.preview_name`` (``previews/<name>.png``, listed as the entry's
-        ``preview``), drawn by ``entitykit.visualize.preview`` as ``predict``'s previews (a 16-bit id
-        map looks black in image viewers); the folder ``previews`` is reserved for them whether or
-        not they are written, so id-map names do not depend on the flag. The folder is written
-        atomically. Returns the number of id maps written.
-        """
-        if fmt not in ID_MAP_FORMATS:
-            raise DatasetError(f"unknown id-map format {fmt!r}; choose one of {', '.join(ID_MAP_FORMATS)}", out_dir)
-        from .progress import progress_bar
 
-        groups = self.annotations_by_image()
-        names = output_names([img["file_name"] for img in self.images], reserved=[PREVIEWS])
-        index: dict[str, Any] = {"format": fmt, "value_k": "k-th non-crowd annotation of the image", "images": []}
-        if previews:
-            from .visualize import write_preview_png  # noqa: PLC0415
-        with atomic_path(out_dir, overwrite=overwrite) as tmp:
-            tmp.mkdir()
-            with progress_bar(len(self.images), "id maps", enabled=progress) as advance:
-                for img, name in zip(self.images, names):
+def export_id_maps(
+    source: EntityDataset | str | Path, out_dir: str | Path, fmt: str = "png16", *,
+    image_root: str | Path | None = None, overwrite: bool = False, progress: bool = False, previews: bool = True,
+) -> int:
+    """Write one id-map PNG per image of ``source`` (a dataset, an entity JSON or a sharded
+    dataset's folder) (P format) plus ``id_maps.json`` linking values to annotation ids.
+
+    PNG names follow the image's ``file_name`` by ``entitykit.naming.output_names``: always
+    inside ``out_dir``, never two images on one file; ``id_maps.json`` maps each image id to
+    its PNG. ``previews``: also write each id map in colours, 8-bit RGB, at
+    ``entitykit.naming.preview_name`` (``previews/<name>.png``, listed as the entry's
+    ``preview``), drawn by ``entitykit.visualize.preview`` as ``predict``'s previews (a 16-bit id
+    map looks black in image viewers); the folder ``previews`` is reserved for them whether or
+    not they are written, so id-map names do not depend on the flag. The folder is written
+    atomically. Returns the number of id maps written.
+
+    A sharded dataset streams: it is opened shard by shard twice (:meth:`EntityDataset.parts`,
+    validated, for every file name — ``output_names`` needs them all to keep names apart; then
+    :func:`load_parts` for the masks), so memory holds one shard plus the names. Raises
+    :class:`DatasetError` / ``ProblemsError`` as :meth:`EntityDataset.open`, or naming the image
+    whose masks cannot be painted; nothing is left in ``out_dir`` then.
+    """
+    if fmt not in ID_MAP_FORMATS:
+        raise DatasetError(f"unknown id-map format {fmt!r}; choose one of {', '.join(ID_MAP_FORMATS)}", out_dir)
+    from .progress import progress_bar  # noqa: PLC0415
+
+    sharded = not isinstance(source, EntityDataset) and is_sharded(source)
+    file_names: list[str] = []
+    kept: EntityDataset | None = None  # a dataset that is not sharded is read once
+    for ds in EntityDataset.parts(source, image_root=image_root):
+        file_names.extend(img["file_name"] for img in ds.images)
+        kept = None if sharded else ds
+    names = output_names(file_names, reserved=[PREVIEWS])
+    n = len(file_names)
+    del file_names
+    index: dict[str, Any] = {"format": fmt, "value_k": "k-th non-crowd annotation of the image", "images": []}
+    if previews:
+        from .visualize import write_preview_png  # noqa: PLC0415
+    with atomic_path(out_dir, overwrite=overwrite) as tmp:
+        tmp.mkdir()
+        with progress_bar(n, "id maps", enabled=progress) as advance:
+            k = 0
+            for ds in load_parts(source, image_root) if kept is None else [kept]:
+                groups = ds.annotations_by_image()
+                for img in ds.images:
+                    if k >= n:  # more images than in the first pass
+                        raise DatasetError(f"the dataset changed while it was written ({n:,} images, then more); "
+                                           "run again", source if not isinstance(source, EntityDataset) else out_dir)
+                    name = names[k]
+                    k += 1
                     anns = [a for a in groups[img["id"]] if not a.get("iscrowd")]
-                    id_map = self.paint(img, anns)
+                    id_map = ds.paint(img, anns)
                     rel = f"{name}.png"
                     (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
                     write_id_map_png(tmp / rel, id_map, fmt)
@@ -379,8 +410,12 @@ class EntityDataset:
                         write_preview_png(tmp / entry["preview"], id_map)
                     index["images"].append(entry)
                     advance()
+                del ds, groups
+            if k != n:  # a shard changed between the two passes (its SHA-256 is checked each time)
+                raise DatasetError(f"the dataset changed while it was written ({n:,} images, then {k:,}); run again",
+                                   source if not isinstance(source, EntityDataset) else out_dir)
             write_json(tmp / ID_MAPS_JSON, index)
-        return len(self.images)
+    return n
 
 
 def _checked(ds: EntityDataset, validate: str | None, need_image_root: bool, rules: Any = None) -> None:

@@ -348,6 +348,9 @@ _MEMORY_SCRIPT = textwrap.dedent('''
         assert check_dataset(folder, check_images=False).ok
     elif command == "info":
         dataset_stats(folder)
+    elif command == "idmaps":  # output folder: sys.argv[3]
+        from entitykit.dataset import export_id_maps
+        export_id_maps(folder, sys.argv[3], previews=False)
     elif command == "eval":  # predictions: sys.argv[3]
         evaluate(folder, sys.argv[3], workers=1)
     elif command == "eval-whole":  # every shard at once, scored as one dataset, for contrast
@@ -375,15 +378,37 @@ def stripes(tmp_path_factory):
 
 
 @pytest.mark.skipif(not os.access("/proc/self/clear_refs", os.W_OK), reason="needs Linux's /proc peak-RSS reset")
-@pytest.mark.parametrize("command", ["check", "info"])
-def test_memory_is_bounded_by_one_shard(stripes, command):
-    """Peak memory that check / info add on 8 shards vs 2 shards of the same size: within 1.3×
-    (+1 MiB of allocator noise); loading all 8 at once, for contrast, costs several times more."""
-    two, eight = (peak_above_base(f, command) for f in stripes)
+@pytest.mark.parametrize("command", ["check", "info", "idmaps"])
+def test_memory_is_bounded_by_one_shard(stripes, command, tmp_path):
+    """Peak memory that check / info / idmaps add on 8 shards vs 2 shards of the same size: within
+    1.3× (+1 MiB of allocator noise); loading all 8 at once, for contrast, costs several times more."""
+    out = [tmp_path / "out2", tmp_path / "out8"] if command == "idmaps" else [None, None]
+    two, eight = (peak_above_base(f, command, *([o] if o else [])) for f, o in zip(stripes, out))
     whole = peak_above_base(stripes[1], "load")
     print(f"{command}: peak RSS above base, 2 shards {two} KiB, 8 shards {eight} KiB; all 8 loaded: {whole} KiB")
     assert whole > 3 * two  # the measure sees the data: holding everything grows with it
     assert eight <= 1.3 * two + 1024, (two, eight)
+
+
+# ----------------------------------------------------------------------------- idmaps
+
+
+def test_idmaps_of_a_sharded_dataset_are_the_one_file_s(whole, sharded, tmp_path):
+    """Shard by shard, the same files byte for byte (names kept apart across shards: two images
+    of one file stem in different shards get different PNGs, as in one file)."""
+    ds = EntityDataset.load(whole)
+    ds.images[9]["file_name"] = str(Path(ds.images[0]["file_name"]).with_suffix(".png"))  # same stem, shard 0 vs 2
+    one = tmp_path / "one.json"
+    ds.save(one)
+    folder = write_sharded(ds, tmp_path / "sh2", SIZES)
+    for src, out in ((one, tmp_path / "a"), (folder, tmp_path / "b")):
+        r = runner.invoke(app, ["idmaps", str(src), "-o", str(out), "-q"])
+        assert r.exit_code == 0, r.output
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*") if p.is_file())
+    assert len([f for f in files if f.parent == Path(".") and f.suffix == ".png"]) == 11
+    for f in files:
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
 
 
 # ----------------------------------------------------------------------------- eval: sharded ground truth

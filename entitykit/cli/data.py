@@ -468,10 +468,10 @@ def idmaps(
 ) -> None:
     """Write per-image id-map PNGs (the paper's P), a coloured preview of each (previews/), and
     id_maps.json linking values to annotation ids."""
-    from ..dataset import EntityDataset
+    from ..dataset import export_id_maps
     from ..fileio import check_output
 
     check_output(output, kind="folder", inputs=[dataset])
-    n = EntityDataset.open(dataset).export_id_maps(output, fmt, progress=not quiet, previews=not no_previews)
+    n = export_id_maps(dataset, output, fmt, progress=not quiet, previews=not no_previews)
     if not quiet:
         console.print(f"wrote {n:,} id maps to {escape(str(output))}", highlight=False, soft_wrap=True)
