@@ -40,7 +40,13 @@ LEVELS = ("schema", "full")
 
 @dataclass
 class CheckReport:
-    """What `check` found: problems (file, item, text) and what it looked at."""
+    """What `check` found: problems (file, item, text) and what it looked at.
+
+    ``images`` / ``annotations``: counted in what was read. For a sharded dataset or a pack,
+    ``shards`` is its number of shards and ``shards_counted`` how many of them the counts cover:
+    a shard that could not be read (named in ``unread_shards``) or was not reached (the check
+    stopped after ``max_problems``) leaves them incomplete (``counts_complete`` False; as a dict,
+    ``images`` and ``annotations`` are then None: never partial counts that read as totals)."""
 
     path: str
     images: int = 0
@@ -48,17 +54,45 @@ class CheckReport:
     problems: list[DatasetError] = field(default_factory=list)
     checked_image_files: bool = False
     warnings: list[str] = field(default_factory=list)  # not wrong, but worth a look (e.g. unlisted shard files)
+    shards: int = 0  # a sharded dataset's or pack's shards (0: one file)
+    shards_counted: int = 0  # the shards whose images and annotations are in the counts
+    unread_shards: list[str] = field(default_factory=list)  # shard files that could not be read
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
+    @property
+    def counts_complete(self) -> bool:
+        """Whether ``images`` and ``annotations`` are the dataset's totals (every shard read)."""
+        return self.shards_counted == self.shards and not self.unread_shards
+
+    def counts_text(self) -> str:
+        """The counts as one phrase: "N images, M annotations", or, when incomplete, which shards they
+        cover and why the others are missing."""
+        counts = f"{self.images:,} images, {self.annotations:,} annotations"
+        if self.counts_complete:
+            return counts
+        why = []
+        if self.unread_shards:
+            names = ", ".join(self.unread_shards[:3]) + (f" … ({len(self.unread_shards) - 3} more)"
+                                                         if len(self.unread_shards) > 3 else "")
+            why.append(f"{names} could not be read")
+        not_reached = self.shards - self.shards_counted - len(self.unread_shards)
+        if not_reached > 0:
+            why.append(f"{not_reached:,} not reached: the check stopped early")
+        return (f"counts incomplete: {counts} in {self.shards_counted:,} of {self.shards:,} shards "
+                f"({'; '.join(why)})")
+
     def as_dict(self) -> dict[str, Any]:
+        complete = self.counts_complete
         return {
             "path": self.path,
             "ok": self.ok,
-            "images": self.images,
-            "annotations": self.annotations,
+            "images": self.images if complete else None,
+            "annotations": self.annotations if complete else None,
+            "counts_complete": complete,
+            "unread_shards": list(self.unread_shards),
             "checked_image_files": self.checked_image_files,
             "warnings": list(self.warnings),
             "problems": [{"path": p.path, "item": p.item, "problem": p.problem} for p in self.problems],
@@ -325,8 +359,12 @@ def check_dataset(
             return report
         with pk:
             report.images = len(pk)
-            report.annotations = sum(int(s.ent_off[-1]) for s in pk._shards if s.loaded)
             report.problems = pack_integrity(pk, progress=progress)[:max_problems]
+            report.annotations = sum(int(s.ent_off[-1]) for s in pk._shards if s.loaded)
+            report.shards = len(pk._shards)
+            report.shards_counted = sum(1 for s in pk._shards if s.loaded)
+            named = {p.path for p in report.problems}  # a shard not loaded and named by a problem: unreadable
+            report.unread_shards = [s.path.name for s in pk._shards if not s.loaded and str(s.path) in named]
         return report
     if isinstance(dataset, EntityDataset) or not is_sharded(dataset):
         ds = EntityDataset.open(dataset, image_root=image_root, validate=None)
@@ -338,7 +376,7 @@ def check_dataset(
         from .shards import read_manifest, unlisted_files  # noqa: PLC0415
 
         manifest = read_manifest(dataset)
-        report = CheckReport(path=str(dataset))
+        report = CheckReport(path=str(dataset), shards=len(manifest.shards))
         stray = unlisted_files(manifest)
         if stray:
             shown = ", ".join(stray[:5]) + (f" … ({len(stray) - 5} more)" if len(stray) > 5 else "")
@@ -363,12 +401,14 @@ def check_dataset(
                 except DatasetError as e:  # an unreadable shard: one problem, then the next shard
                     if manifest is None:
                         raise
+                    report.unread_shards.append(entry.file)  # the counts lack its images and annotations
                     problem(e.item or "", e.problem) if e.path == where else report.problems.append(e)
                     advance()
                     continue
                 if manifest is not None:
                     report.images += len(part.images)
                     report.annotations += len(part.annotations)
+                    report.shards_counted += 1
                 before = len(report.problems)
                 validate(part, problem, level="full", check_images=check_images, exif=exif,
                          progress=progress and manifest is None, rules=rules)

@@ -9,6 +9,7 @@ import os
 import shutil
 import stat
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,10 @@ from .errors import EntityKitError
 
 
 _ACTIVE: list[Path] = []  # temporary folders of the atomic writes in progress (nested writes go inside them)
+_ACTIVE_LOCK = threading.Lock()  # a temporary is made and listed in one step (threads of one process)
+if hasattr(os, "register_at_fork"):  # a forked child starts with a free lock (another thread may hold it now)
+    os.register_at_fork(after_in_child=lambda: globals().update(_ACTIVE_LOCK=threading.Lock()))
+OWNER_FILE = ".owner"  # in each temporary folder, locked (flock) by the writing process while it lives
 
 
 @contextlib.contextmanager
@@ -25,7 +30,11 @@ def atomic_path(path: str | Path, *, overwrite: bool = True) -> Iterator[Path]:
 
     Works for files and directories alike: the caller writes whatever it wants at the yielded path.
     Temporary siblings left by a killed run (``.NAME.PID.*.tmp`` of a process that is gone) are
-    removed first.
+    removed first: each holds a file (``.owner``) its writer keeps locked while it lives, so a
+    leftover is recognised even when its PID now belongs to another process (PID reuse, a
+    container's restarted PIDs, this very process); a leftover without one (older versions, a
+    file system without locks) is judged by its PID. An interrupted or failed block (Ctrl-C
+    included) removes its temporary before the exception goes on.
     An existing directory at ``path`` is replaced only after the new one is complete, and only
     with ``overwrite`` (or when it is empty): a mistyped folder name must not delete a user's data.
     A failure to write (a full disk, a read-only folder) is an :class:`EntityKitError` naming
@@ -41,11 +50,14 @@ def atomic_path(path: str | Path, *, overwrite: bool = True) -> Iterator[Path]:
         raise EntityKitError(why, path)
     nested = any(t == path or t in path.parents for t in _ACTIVE)  # the outer write names its own output
     tmp: Path | None = None
+    owner: int | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         _remove_stale_temporaries(path)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent))
-        _ACTIVE.append(tmp)
+        with _ACTIVE_LOCK:
+            tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent))
+            _ACTIVE.append(tmp)
+        owner = _hold(tmp)
         target = tmp / "out"
         yield target
         if not target.exists():
@@ -67,8 +79,53 @@ def atomic_path(path: str | Path, *, overwrite: bool = True) -> Iterator[Path]:
         raise EntityKitError(f"cannot write it: {_os_words(e)}", path) from None
     finally:
         if tmp is not None:
-            _ACTIVE.remove(tmp)
             shutil.rmtree(tmp, ignore_errors=True)
+            with _ACTIVE_LOCK:
+                _ACTIVE.remove(tmp)
+        if owner is not None:
+            os.close(owner)  # the lock goes with it (and with the process, however it ends)
+
+
+def _hold(tmp: Path) -> int | None:
+    """Create ``tmp/.owner`` and lock it (``flock``) for as long as this process keeps the returned
+    descriptor open: the lock ends with the process however it ends (even SIGKILL). None where
+    locks are not available (the PID in the folder's name is then the only sign of life)."""
+    try:
+        import fcntl  # noqa: PLC0415  (POSIX only)
+    except ImportError:  # pragma: no cover
+        return None
+    fd: int | None = None
+    try:  # locked before it gets its name: a checker never finds it unlocked while its writer lives
+        fd = os.open(tmp / f"{OWNER_FILE}.new", os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.rename(tmp / f"{OWNER_FILE}.new", tmp / OWNER_FILE)
+        return fd
+    except OSError:
+        if fd is not None:
+            os.close(fd)
+        return None
+
+
+def _owner_gone(tmp: Path) -> bool | None:
+    """Whether the process that made the temporary ``tmp`` is gone (its ``.owner`` lock is free: True)
+    or alive (False); None when ``tmp`` has no lockable ``.owner`` (older versions, no locks)."""
+    try:
+        import fcntl  # noqa: PLC0415
+    except ImportError:  # pragma: no cover
+        return None
+    try:
+        fd = os.open(tmp / OWNER_FILE, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return True
 
 
 def _umask() -> int:
@@ -169,15 +226,20 @@ def _remove_stale_temporaries(path: Path) -> None:
         if not pid_text.isdigit():
             continue
         pid = int(pid_text)
-        if pid == os.getpid():
-            continue
-        try:
-            os.kill(pid, 0)
-            continue  # that process is alive: maybe writing right now
-        except ProcessLookupError:
-            pass
-        except PermissionError:
-            continue
+        with _ACTIVE_LOCK:
+            if p in _ACTIVE:
+                continue  # this process is writing it
+            gone = _owner_gone(p)
+            if gone is False:
+                continue  # its writer is alive (a lock is not held by a dead process)
+            if gone is None and pid != os.getpid():  # no lock to ask: the PID (ours, not listed: a dead namesake)
+                try:
+                    os.kill(pid, 0)
+                    continue  # that process is alive: maybe writing right now
+                except ProcessLookupError:
+                    pass
+                except PermissionError:
+                    continue
         shutil.rmtree(p, ignore_errors=True)
 
 

@@ -80,6 +80,12 @@ def _open(source: Source, name: str, item: str | None) -> Image.Image:
 
 
 def _orientation(im: Image.Image) -> int:
+    """The EXIF orientation tag (1 = none) from what the header holds, never decoding pixels: PIL's
+    PNG ``getexif`` decodes the whole image to look for an eXIf chunk after the pixel data, so a
+    PNG's orientation is read from the chunks before it only (where the PNG specification puts
+    eXIf), by every reader alike (:func:`read_header`, :func:`read_image`)."""
+    if im.format == "PNG" and "exif" not in im.info:
+        return 1
     try:
         value = im.getexif().get(EXIF_ORIENTATION_TAG, 1)
     except Exception:  # noqa: BLE001  (a corrupt EXIF block: PIL raises many kinds; the pixels may be fine)
@@ -89,9 +95,9 @@ def _orientation(im: Image.Image) -> int:
 
 def _header(im: Image.Image, exif: bool) -> ImageHeader:
     w, h = im.size
-    o = _orientation(im) if exif else 1
-    dh, dw = (w, h) if o in _SWAPS else (h, w)
-    return ImageHeader(dh, dw, h, w, _orientation(im), im.mode, im.format)
+    tag = _orientation(im)
+    dh, dw = (w, h) if exif and tag in _SWAPS else (h, w)
+    return ImageHeader(dh, dw, h, w, tag, im.mode, im.format)
 
 
 def read_header(source: Source, *, exif: bool = True, name: str | Path | None = None,
@@ -124,9 +130,10 @@ def read_image(source: Source, *, exif: bool = True, name: str | Path | None = N
             problem = size_problem(_header(im, exif), *expect, exif=exif)
             if problem:
                 raise EntityKitError(problem, label, item)
+        orientation = _orientation(im) if exif else 1  # from the header, as read_header reads it
         try:
             im.load()
-            if exif and _orientation(im) != 1:
+            if orientation != 1:
                 im = ImageOps.exif_transpose(im)
             return to_rgb(im)
         except EntityKitError:
@@ -159,12 +166,14 @@ def to_rgb(im: Image.Image) -> np.ndarray:
     return np.array(im, dtype=np.uint8)  # one writable copy
 
 
-def size_problem(header: ImageHeader, height: int, width: int, *, exif: bool = True) -> str | None:
+def size_problem(header: ImageHeader, height: int, width: int, *, exif: bool = True,
+                 declared_by: str = "the dataset") -> str | None:
     """None when the image is ``height``×``width`` as read (EXIF applied unless ``exif=False``);
-    else the message, naming the orientation tag when only the stored bitmap matches."""
+    else the message ("image is W×H, ``declared_by`` says w×h"), naming the orientation tag when
+    only the stored bitmap matches."""
     if (header.height, header.width) == (height, width):
         return None
-    text = f"image is {header.width}×{header.height}, the dataset says {width}×{height}"
+    text = f"image is {header.width}×{header.height}, {declared_by} says {width}×{height}"
     if exif and header.orientation != 1 and (header.stored_height, header.stored_width) == (height, width):
         how = _ORIENTATION_WORDS.get(header.orientation, "re-oriented")
         return (f"{text}: the size declared is the stored bitmap's, but EXIF orientation {header.orientation} "

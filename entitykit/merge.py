@@ -351,8 +351,10 @@ def merge_to_shards(
     with the number of images, never with masks); pass 2 reads each input again and writes the
     output shards, holding only the current output shard's images and annotations. The folder is
     written atomically (a temporary sibling, shards then the manifest, renamed into place at the
-    end): an interrupted merge leaves no output. An existing non-empty ``output`` is refused unless
-    ``overwrite``; so is an output that is, or holds, an input or an input's image folder.
+    end): an interrupted merge (Ctrl-C included) leaves no output and removes its temporary folder;
+    one left by a killed run is removed by the next run (``fileio.atomic_path``). An existing
+    non-empty ``output`` is refused unless ``overwrite``; so is an output that is, or holds, an
+    input or an input's image folder.
 
     Raises :class:`MergeError` as :func:`merge_datasets` does (before anything is written),
     :class:`EntityKitError` for a refused output or ``shard_images`` < 1, :class:`DatasetError`

@@ -18,11 +18,14 @@ def dataset_files(folder: Path) -> dict[str, bytes]:
     return {n: (folder / n).read_bytes() for n in names}
 
 
-def touch_images(folder: Path, names) -> Path:
-    """Empty files named ``names`` under ``folder`` (a converter checks that each image exists, not its pixels)."""
+def touch_images(folder: Path, names, size: tuple[int, int]) -> Path:
+    """Black images of ``size`` (height, width) named ``names`` under ``folder`` (a converter reads each
+    image's header: its size must be the source's)."""
+    from PIL import Image
+
     for name in names:
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
-        (folder / name).touch()
+        Image.new("RGB", (size[1], size[0])).save(folder / name)
     return folder
 
 

@@ -40,7 +40,7 @@ from test_shards_converters import N_IMAGES, _cityscapes_n, _coco
 
 def _coco_images(root: Path) -> Path:
     """The COCO-panoptic fixture's images (img_0.jpg …) in ``root/images``."""
-    return touch_images(root / "images", [f"img_{i}.jpg" for i in range(N_IMAGES)])
+    return touch_images(root / "images", [f"img_{i}.jpg" for i in range(N_IMAGES)], (12, 16))
 
 
 # ------------------------------------------------------------------ 1. missing image folder / file
@@ -95,7 +95,7 @@ def test_entityseg_and_sam_check_their_images_too(tmp_path):
     (tmp_path / "imgs").mkdir()
     with pytest.raises(DatasetError, match=r"sub/x\.jpg: image 7: image file not found"):
         convert_entityseg(es, image_root=tmp_path / "imgs")
-    touch_images(tmp_path / "imgs", ["sub/x.jpg"])
+    touch_images(tmp_path / "imgs", ["sub/x.jpg"], (6, 8))
     assert len(convert_entityseg(es, image_root=tmp_path / "imgs").images) == 1
     sam = write_sam_inputs(tmp_path / "sam", 2)
     with pytest.raises(DatasetError, match="image file not found"):

@@ -159,7 +159,7 @@ def test_ade20k_full_form_rules(tmp_path):
     inst[0] = 30  # class 312 with B 30: a different entity than (2855, 30)
     (tmp_path / "a" / "b").mkdir(parents=True)
     Image.fromarray(_full_seg(cls, inst)).save(tmp_path / "a" / "b" / "ADE_x.y_seg.png")
-    (tmp_path / "a" / "b" / "ADE_x.y.jpg").touch()  # the image beside its _seg.png (checked to exist)
+    Image.new("RGB", (5, 4)).save(tmp_path / "a" / "b" / "ADE_x.y.jpg")  # the image beside its _seg.png (its size checked)
     ds = convert_ade20k(tmp_path / "a", form="full")
     assert _areas_by(ds) == {312: [5], 2855: [6, 8]}
     assert ds.images[0]["file_name"] == "b/ADE_x.y.jpg"
@@ -170,7 +170,8 @@ def test_ade20k_full_real_sample(tmp_path):
     root = shared_sample("ade20k_sceneparsing_sample")
     (tmp_path / "full").mkdir()
     shutil.copy(root / "convertFromADE" / "ADE_train_00000970_raw.png", tmp_path / "full" / "ADE_train_00000970_seg.png")
-    (tmp_path / "full" / "ADE_train_00000970.jpg").touch()  # the image beside its _seg.png (checked to exist)
+    seg = Image.open(tmp_path / "full" / "ADE_train_00000970_seg.png")
+    Image.new("RGB", seg.size).save(tmp_path / "full" / "ADE_train_00000970.jpg")  # beside its _seg.png (its size checked)
     ds = convert_ade20k(tmp_path / "full", form="full")
     rgb = np.array(Image.open(tmp_path / "full" / "ADE_train_00000970_seg.png")).astype(int)
     cls = rgb[..., 0] // 10 * 256 + rgb[..., 1]

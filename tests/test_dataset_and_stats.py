@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from PIL import Image
 from typer.testing import CliRunner
 
 from conftest import write_panoptic
@@ -41,7 +42,7 @@ def test_convert_save_load_id_map_round_trip(tmp_path_factory, m):
 
 def test_file_layout(tmp_path):
     (tmp_path / "imgs").mkdir()
-    (tmp_path / "imgs" / "img_0.jpg").write_bytes(b"")  # converters check that each image file exists
+    Image.new("RGB", (2, 1)).save(tmp_path / "imgs" / "img_0.jpg")  # converters read each image's header (its size)
     ds = convert_coco_panoptic(write_panoptic(tmp_path, [np.array([[1, 2]])]), image_root=tmp_path / "imgs")
     ds.save(tmp_path / "sub" / "e.json")
     data = json.loads((tmp_path / "sub" / "e.json").read_text())

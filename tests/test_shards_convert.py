@@ -269,7 +269,7 @@ def test_write_manifest_validates_and_refuses_a_bad_one(whole, tmp_path):
 
 
 def test_image_folder_recorded_so_that_shards_find_it(sam_in, tmp_path, monkeypatch):
-    images = touch_images(tmp_path / "images", [f"sa_{7000 + i}.jpg" for i in range(11)])
+    images = touch_images(tmp_path / "images", [f"sa_{7000 + i}.jpg" for i in range(11)], (H, W))
     monkeypatch.chdir(tmp_path)
     convert_sam_sharded(sam_in, "rel/out", rule="score", shard_images=4, image_root="images", part="1/2")
     convert_sam_sharded(sam_in, "rel/out", rule="score", shard_images=4, image_root="images", part="2/2")
@@ -436,7 +436,7 @@ def test_unfinished_or_unmerged_folder_says_what_to_run(sam_in, tmp_path):
 
 def test_merge_errors_name_the_part_file(sam_in, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    touch_images(tmp_path / "imgs", [f"sa_{7000 + i}.jpg" for i in range(11)])
+    touch_images(tmp_path / "imgs", [f"sa_{7000 + i}.jpg" for i in range(11)], (H, W))
     for k in (1, 2):
         convert_sam_sharded(sam_in, tmp_path / f"p{k}", rule="score", shard_images=3, part=(k, 2), image_root="imgs")
     p1 = tmp_path / "p1" / "part-1-of-2.json"

@@ -122,7 +122,34 @@ def _type_label(param: Any) -> str | None:
     return _TYPE_NAMES.get(ann, "VALUE")
 
 
+def _is_path(param: Any) -> bool:
+    """Whether a parameter takes paths (``Path``, ``Optional[Path]``, ``list[Path]``)."""
+    desc = getattr(param, "type_descriptor", None)
+    if desc is not None:
+        return bool(desc.is_path)
+    return type(getattr(param, "type", None)).__name__ in ("TyperPath", "Path")
+
+
+def refuse_empty_path(param: Any, value: Any) -> None:
+    """The one rule on path parameters, applied as the command line is read (every command's options
+    and arguments: :func:`_readable`): an empty string is refused with one line, exit 1 — ``Path("")``
+    is the current folder, so ``--images "$UNSET_VARIABLE"`` would otherwise silently mean ``.``."""
+    if not _is_path(param):
+        return
+    values = value if isinstance(value, (tuple, list)) else (value,)
+    if any(isinstance(v, str) and v == "" for v in values):
+        opts = getattr(param, "opts", None) or []
+        name = max(opts, key=len) if param.param_type_name == "option" and opts else (param.name or "PATH").upper()
+        err_console.print(f"[bold red]error:[/] {escape(name)}: an empty path ('') names no file or folder; give one "
+                          "('.' for the current folder)", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+
+
 class _ReadableOption(TyperOption):
+    def process_value(self, ctx: Any, value: Any) -> Any:
+        refuse_empty_path(self, value)
+        return super().process_value(ctx, value)
+
     def display_type_rich(self, ctx: Any) -> str | None:
         if self.metavar is not None:
             return self.metavar
@@ -136,6 +163,10 @@ class _ReadableOption(TyperOption):
 
 
 class _ReadableArgument(TyperArgument):
+    def process_value(self, ctx: Any, value: Any) -> Any:
+        refuse_empty_path(self, value)
+        return super().process_value(ctx, value)
+
     def _label(self) -> str:
         return self.metavar or (self.name or "ARG").upper()
 
@@ -158,8 +189,9 @@ class _ReadableArgument(TyperArgument):
 
 
 def _readable(command: Any) -> None:
-    """Give every parameter of ``command`` (and of its subcommands) click-style metavars. Typer
-    builds its parameters itself; the subclasses above change only how they are displayed."""
+    """Give every parameter of ``command`` (and of its subcommands) click-style metavars and the
+    rule on paths (:func:`refuse_empty_path`). Typer builds its parameters itself; the subclasses
+    above change only how they are displayed and that rule."""
     for p in getattr(command, "params", ()):
         if type(p) is TyperOption:
             p.__class__ = _ReadableOption

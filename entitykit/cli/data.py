@@ -448,7 +448,8 @@ def check(
         if not quiet:
             files = "image files checked" if report.checked_image_files else "image files not checked (no image folder)"
             status = "[green]OK[/]" if report.ok else f"[red]{len(report.problems)} problem(s)[/]"
-            console.print(f"{status}: {report.images:,} images, {report.annotations:,} annotations; {files}", highlight=False)
+            # never partial counts that read as totals: a shard not read is named (CheckReport.counts_text)
+            console.print(f"{status}: {escape(report.counts_text())}; {files}", highlight=False, soft_wrap=True)
     if not report.ok:
         # the last line, as every command's: the first problem (file, item, text) and how many more
         more = len(report.problems) - 1

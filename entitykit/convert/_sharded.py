@@ -56,7 +56,10 @@ from ..shards import (
     shard_counts,
     write_manifest,
 )
-from ._common import ANN_ID_STRIDE, FileNames, ImageResult, assemble, check_image_folder, ordered_pool, with_image_file
+from ._common import (
+    ANN_ID_STRIDE, FileNames, ImageResult, assemble, check_image_folder, ordered_pool, refuse_all_skipped,
+    with_image_file,
+)
 
 SETTINGS_FILE = "settings.json"
 IDS_POSITION = f"image id = input position + 1; annotation id = position × {ANN_ID_STRIDE} + k"
@@ -303,7 +306,9 @@ def convert_to_shards(
     ``plan_problems``: problems found while listing the units that belong to no unit (with
     ``keep_going``), recorded in shard 0's ``info.conversion.problems``. Memory: one shard's
     results. Raises :class:`EntityKitError` for a refused output (see :func:`_check_output`) and
-    the first problem of an input unless ``keep_going`` (finished shards stay: resume continues).
+    the first problem of an input unless ``keep_going`` (finished shards stay: resume continues);
+    with ``keep_going``, :class:`DatasetError` when every image of the run was skipped (no
+    manifest; the run's shards are removed: nothing looks finished, nothing binds a later run).
     """
     out = output_folder(output)
     part = parse_part(part)
@@ -365,7 +370,7 @@ def convert_to_shards(
                                        plan_problems=list(plan_problems) if i == 0 else [])
                 run.converted += 1
             run.shards.append(entry)
-    return _finish_run(run, settings, split, source, description, part, spans)
+    return _finish_run(run, settings, split, source, description, part, spans, inputs[0] if inputs else None)
 
 
 def by_source_id(jobs: Sequence[Any]) -> tuple[list[Any], list[int] | None]:
@@ -429,7 +434,9 @@ def _index_shard(file_names: FileNames, shard: Path, where: Callable[[dict[str, 
 
 
 def _finish_run(run: ShardRun, settings: dict[str, Any], split: str | None, source: str, description: str,
-                part: tuple[int, int] | None, spans: list[range]) -> ShardRun:
+                part: tuple[int, int] | None, spans: list[range], where: str | Path | None = None) -> ShardRun:
+    """The run's counts, then its manifest (or part manifest); a run that kept none of its images
+    raises instead (:func:`refuse_all_skipped`, naming the input ``where``)."""
     from .. import __version__  # noqa: PLC0415
 
     mine = part_shards(len(spans), part)
@@ -437,6 +444,11 @@ def _finish_run(run: ShardRun, settings: dict[str, Any], split: str | None, sour
     run.entities = sum(s.entities for s in run.shards)
     run.images_in = sum(len(spans[i]) for i in mine)
     run.problems = sum(int(s.extra.get("problems", 0)) for s in run.shards)
+    try:
+        refuse_all_skipped(run.images_in, run.images, run.first_problems, run.problems, where)
+    except DatasetError:  # every image of this run skipped: nothing of it stays (it binds no later run)
+        _withdraw(run, settings_file(part))
+        raise
     provenance = {"tool": f"entitykit {__version__}", "source": source, "description": description}
     if part is None:
         run.written = write_manifest(run.output, manifest_for(run.output, run.shards, split=split,
@@ -447,6 +459,22 @@ def _finish_run(run: ShardRun, settings: dict[str, Any], split: str | None, sour
                                                               provenance=provenance, settings=settings, part=info),
                                      name=part_name(part))
     return run
+
+
+def _withdraw(run: ShardRun, settings_name: str) -> None:
+    """Remove what ``run`` wrote (its shards, their records; its settings and the folders when
+    nothing else is left), so that a run with no image to show leaves nothing that looks finished."""
+    out = run.output
+    for s in run.shards:
+        (out / s.file).unlink(missing_ok=True)
+        _record_path(out, s.file).unlink(missing_ok=True)
+    if _nothing_finished(out):
+        (out / PROGRESS_DIR / settings_name).unlink(missing_ok=True)
+        for folder in (out / PROGRESS_DIR, out):
+            try:
+                folder.rmdir()  # only when empty: another part's files (or the user's) stay
+            except OSError:
+                break
 
 
 def _relative_root(image_root: str | Path, out: Path) -> str:
