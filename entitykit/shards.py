@@ -182,6 +182,9 @@ def _conversion_text(folder: Path, names: list[str]) -> str | None:
                 total = -(-data["input_files"] // data["shard_images"])
             if isinstance(data.get("converter"), str) and isinstance(data.get("inputs"), str):
                 command = f"entitykit convert {data['converter']} {data['inputs']} … -o {folder}"
+        if total is not None and done >= total:  # every shard finished, the manifest not (yet, or lost)
+            return (f"a conversion with all {total} shards finished but no {MANIFEST} (interrupted before writing "
+                    f"it, or it was removed): run {command} --resume (with its first options) to write it")
         count = f"{done} of {total} shards" if total is not None else f"{done} shards finished"
         return f"unfinished conversion ({count}; no {MANIFEST}): run {command} --resume (with its first options)"
     return None

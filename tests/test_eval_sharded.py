@@ -200,3 +200,15 @@ def test_pack_and_empty_shards(data, tmp_path):
             entries.append(entry_for_file(out, f"part-{k}.json", counts))
     write_manifest(out, manifest_for(out, entries))
     same(evaluate(out, res), evaluate(whole, res))
+
+
+def test_progress_names_the_shard_passes(data, monkeypatch, capfd):
+    """A long sharded evaluation shows its two passes on stderr (reading and checking the shards, then
+    scoring them); here every phase is shown at once (no 2-s delay)."""
+    from entitykit.evaluation import api
+
+    whole, folder, res = data
+    monkeypatch.setattr(api._Steps, "delay", 0.0)
+    evaluate(folder, res, progress=True)
+    err = capfd.readouterr().err
+    assert "reading 3 shards" in err and "scoring 3 shards" in err, err

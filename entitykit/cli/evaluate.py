@@ -48,7 +48,8 @@ def _boundary_png(path: Path) -> Path:
 @app.command("eval")
 @user_errors
 def eval_command(
-    gt: Path = typer.Argument(..., help="Ground truth: entity dataset JSON, or COCO panoptic JSON (+ PNG folder)."),
+    gt: Path = typer.Argument(..., help="Ground truth: entity dataset JSON, a sharded dataset's folder (scored shard by "
+                                               "shard), or COCO panoptic JSON (+ PNG folder)."),
     pred: Path = typer.Argument(..., help="Predictions: entitykit folder (predictions.json + id maps), "
                                           "COCO results JSON (a list of {image_id, segmentation: RLE, score}, or "
                                           "a COCO dict whose annotations carry a score), or COCO panoptic JSON "

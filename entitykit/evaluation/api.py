@@ -99,7 +99,9 @@ def evaluate(
     """Score predictions against an entity dataset (or COCO panoptic ground truth).
 
     gt: path to an entity dataset JSON or a COCO panoptic JSON (PNG folder: ``gt_png_dir`` or the
-        folder named like the JSON), a parsed dict, or an ``EntityDataset``.
+        folder named like the JSON), a parsed dict, an ``EntityDataset``, or a sharded dataset's
+        folder (or its manifest.json): scored shard by shard, one shard's masks in memory, with
+        exactly the one-file result (docs/sharding.md, "Scoring against a sharded ground truth").
     pred: entitykit predictions (folder or its predictions.json), a COCO results JSON (path or
         list of dicts; or a COCO dict whose annotations carry a score, scored as that list), or COCO
         panoptic predictions (JSON; PNG folder as for gt). What a file is is decided from its
@@ -170,7 +172,15 @@ def _evaluate(gt, pred, gt_png_dir, pred_png_dir, pred_format, overlap, max_dets
     steps = _Steps(progress)
     steps.start(3, "reading")
     pred_kind = _sniff_ahead(pred, ahead[1])
-    g = load_gt(gt, gt_png_dir=gt_png_dir, crowd=crowd, ahead=ahead[0])
+
+    def shard_read(n: int, k: int) -> None:  # a sharded ground truth's first pass, shard k of n
+        if k == 0:
+            steps.start(n, f"reading {n:,} shards")
+        steps.advance(1)
+
+    g = load_gt(gt, gt_png_dir=gt_png_dir, crowd=crowd, ahead=ahead[0], advance=shard_read)
+    if g.shards is not None:
+        steps.start(2, "reading predictions")
     steps.advance(1)
     p = load_predictions(pred_kind(), g.images, fmt=pred_format, pred_png_dir=pred_png_dir)
     steps.advance(1)

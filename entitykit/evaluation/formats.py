@@ -45,6 +45,7 @@ IMAGE = "image"  # PNG / JPEG
 BINARY = "binary"  # HDF5, archives, other non-text
 SCALAR = "json-scalar"
 FOLDER = "folder"  # a folder without predictions.json
+SHARD_MANIFEST = "shard-manifest"  # a sharded dataset's manifest named otherwise than manifest.json
 FOLDER_JSON = "folder-predictions-json"  # a folder whose predictions.json is not the entitykit format
 MISSING = "missing"
 UNKNOWN = "unknown"  # a JSON list / object of no known shape
@@ -138,8 +139,11 @@ def _sniff_folder(p: Path, role: str) -> FileKind:
         parts.append(f"{_count(len(jsons), 'JSON file')} ({', '.join(jsons[:3])}{', …' if len(jsons) > 3 else ''})")
     other = len(names) - len(pngs) - len(jsons)
     if other or not parts:
-        parts.append(f"{_count(other, 'other entry' if parts else 'entry')}")
-    where = j if role == "pred" else p  # the file an entitykit predictions folder lacks
+        parts.append(_count(other, "other entry" if parts else "entry", "other entries" if parts else "entries"))
+    from ..shards import MANIFEST, PROGRESS_DIR  # noqa: PLC0415
+
+    dataset_folder = (p / MANIFEST).is_file() or (p / PROGRESS_DIR).is_dir()  # a sharded dataset or conversion
+    where = j if role == "pred" and not dataset_folder else p  # the file an entitykit predictions folder lacks
     return FileKind(FOLDER, where, None, f"a folder holding {' and '.join(parts)}",
                     {"pngs": pngs, "jsons": jsons, "folder": p, "contents": " and ".join(parts)})
 
@@ -212,7 +216,7 @@ def _head(raw: bytes, n: int = 24) -> str:
     try:
         text = raw[:n].decode("utf-8")
     except UnicodeDecodeError:
-        return repr(raw[:n]) + ("…" if len(raw) > n else "")
+        return repr(bytes(raw[:n])) + ("…" if len(raw) > n else "")
     return repr(text + ("…" if len(raw) > n else ""))
 
 
@@ -255,6 +259,8 @@ def _classify_dict(data: dict, path: Path | None) -> FileKind:
         return FileKind(ENTITYKIT, path, data, f"an entitykit predictions file ({_count(n, 'image')})")
     if fmt == "entitykit-pack":
         return FileKind(PACK, path, data, "an entitykit pack manifest (pack.json)")
+    if fmt == "entitykit-shards":
+        return FileKind(SHARD_MANIFEST, path, data, "a sharded dataset's manifest")
     if "value_k" in data and isinstance(data.get("images"), list):
         return FileKind(ID_MAP_INDEX, path, data, f"an id-map index ({desc})")
     images, anns = data.get("images"), data.get("annotations")
@@ -381,6 +387,16 @@ def diagnose(kind: FileKind, role: str) -> str:
         return (f"this is an id-map index written by 'entitykit idmaps' / --id-maps ({desc}): ground-truth id "
                 f"maps, not {'predictions' if role == 'pred' else 'a dataset'}; pass the entity dataset JSON "
                 f"it was made from{' as GT' if role == 'pred' else ''}. {accepted}")
+    if k == SHARD_MANIFEST:
+        from ..shards import MANIFEST, PART_RE  # noqa: PLC0415
+
+        name = kind.path.name if kind.path is not None else ""
+        if PART_RE.match(name):
+            what = (f"a part manifest of a sharded conversion ({name}): join the parts first, entitykit shards "
+                    f"merge {kind.path.parent} -o {kind.path.parent}, then pass that folder")
+        else:
+            what = f"{desc} under another name than {MANIFEST}: pass the sharded dataset's folder"
+        return f"this is {what}{' as GT (it holds no scores)' if role == 'pred' else ''}. {accepted}"
     if k == PACK:
         return (f"this is {desc}: eval reads the entity dataset JSON the pack was made from"
                 f"{', as GT' if role == 'pred' else ''}. {accepted}")
@@ -402,7 +418,8 @@ def diagnose(kind: FileKind, role: str) -> str:
         return f"cannot tell the format: {desc}. {accepted}"
     if k == FOLDER:
         if role == "gt":
-            return f"this is {desc}; ground truth is a JSON file. {accepted}"
+            return (f"this is {desc}, without manifest.json; ground truth is a JSON file or a sharded dataset's "
+                    f"folder. {accepted}")
         folder = kind.detail.get("folder") or kind.path
         from ..shards import conversion_folder_problem, is_sharded  # noqa: PLC0415
 

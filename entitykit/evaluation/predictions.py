@@ -242,10 +242,14 @@ def _check_gt_rle_columns(images: list[tuple[Any, int, int]], cols: Any, path: P
                            f"annotation id {int(cols.id[k])} (image {int(cols.image_id[k])!r})")
 
 
-def load_gt(gt: Any, *, gt_png_dir: str | Path | None = None, crowd: str = "void", ahead: Any = None) -> LoadedGT:
+def load_gt(gt: Any, *, gt_png_dir: str | Path | None = None, crowd: str = "void", ahead: Any = None,
+            advance: Any = None, shard_of: str | None = None) -> LoadedGT:
     """An entity dataset (path, dict or object with .images/.annotations), a sharded entity dataset
     (its folder or manifest.json; ``entitykit.shards``) or COCO panoptic JSON. ``ahead``: the file
-    read in the background (``_ahead.start(gt, "gt")``), or None.
+    read in the background (``_ahead.start(gt, "gt")``), or None. ``advance(n_shards, k)``: called
+    as a sharded dataset's shards are read (for progress). ``shard_of``: ``gt`` is a shard of the
+    sharded dataset at that path, so it must be an entity dataset JSON (refused otherwise, naming
+    it and the manifest).
 
     A sharded dataset is opened through the dataset layer as every command opens it (each shard's
     schema and RLE sizes, its counts against the manifest, the rules across shards: ids, file names)
@@ -260,12 +264,15 @@ def load_gt(gt: Any, *, gt_png_dir: str | Path | None = None, crowd: str = "void
         from ..shards import conversion_folder_problem, is_sharded  # noqa: PLC0415
 
         if is_sharded(gt):
-            return _sharded_gt_index(gt)
+            return _sharded_gt_index(gt, advance)
         why = conversion_folder_problem(gt)
         if why:  # a sharded conversion's folder, unfinished or not merged: what to run
             raise DatasetError(why, gt)
     kind = formats.sniff(gt, role="gt", ahead=ahead)  # a path: read once (the fast reader first), never parsed twice
     path, data = kind.path, kind.data
+    if shard_of is not None and kind.kind != formats.ENTITY:
+        raise DatasetError(f"a shard of {shard_of} must be an entity dataset JSON (docs/sharding.md); this one is "
+                           f"{kind.description}", path)
     if kind.kind == formats.ENTITY:
         if hasattr(data, "images"):  # the compiled reader: annotations as typed columns, images as checked dicts
             images = [(im["id"], im["height"], im["width"]) for im in data.images]
@@ -300,59 +307,81 @@ _IMAGE_KEYS = ("id", "height", "width", "source", "source_id")
 
 def _read_shard(manifest: Any, entry: Any) -> LoadedGT:
     """One shard of a sharded ground truth, as its file alone would be read as ground truth (a
-    JSON shard: :func:`load_gt`'s reader and checks; a pack: ``dataset.load_shard``), after its
-    size and SHA-256 (``shards.verify_shard``); its counts and id ranges must be the manifest's."""
+    JSON shard: :func:`load_gt`'s reader and checks, and it must be an entity dataset; a pack:
+    ``dataset.load_shard``), after its size and SHA-256 (``shards.verify_shard``); its counts and
+    id ranges must be the manifest's."""
     from ..dataset import load_shard, shard_count_problem  # noqa: PLC0415
     from ..shards import counts_of, verify_shard  # noqa: PLC0415
 
     if entry.kind == "json":
         verify_shard(manifest, entry)
-        g = load_gt(str(manifest.shard_path(entry)))
+        g = load_gt(str(manifest.shard_path(entry)), shard_of=str(manifest.path.parent))
     else:
         ds = load_shard(manifest, entry)
         g = LoadedGT(list(ds.images), list(ds.annotations), "entity", str(ds.path))
-    anns = g.annotations
-    if hasattr(anns, "buf"):  # the compiled reader's columns
-        ids, crowd = anns.id.tolist(), anns.iscrowd.tolist()
-    else:
-        ids, crowd = [a["id"] for a in anns], [a.get("iscrowd") for a in anns]
-    why = shard_count_problem(entry, counts_of([im["id"] for im in g.images], ids, crowd))
+    why = shard_count_problem(entry, counts_of([im["id"] for im in g.images], *_annotation_ids(g)))
     if why:
         raise DatasetError(why, manifest.path, f"shard {entry.file}")
     return g
 
 
-def _sharded_gt_index(gt: str | Path) -> LoadedGT:
+def _annotation_ids(g: LoadedGT) -> tuple[list, list]:
+    """(annotation ids, iscrowd flags) of a ground truth's annotations (dicts or the compiled reader's columns)."""
+    anns = g.annotations
+    if hasattr(anns, "buf"):
+        return anns.id.tolist(), anns.iscrowd.tolist()
+    return [a["id"] for a in anns], [a.get("iscrowd") for a in anns]
+
+
+def _sharded_gt_index(gt: str | Path, advance: Any = None) -> LoadedGT:
     """Pass one over a sharded ground truth: each shard read as its file alone would be read as
-    ground truth (:func:`_read_shard`), one in memory at a time, and its images put through the
-    dataset layer's image rules (``check.Rules.image``: schema, size limit, ids and file names
-    unique across shards — the lines ``entitykit check`` prints). Kept: each image's id, size,
-    source and source id, and its shard."""
-    from ..check import Rules  # noqa: PLC0415
-    from ..errors import raise_problems  # noqa: PLC0415
+    ground truth (:func:`_read_shard`, so a sharded dataset is accepted or refused as the same data
+    in one file), one in memory at a time, plus the two rules across shards that one file's reader
+    applies inside it: image ids and annotation ids unique (the annotation ids are kept as one int64
+    array, 8 bytes per entity, sorted once at the end: scoring keeps more per entity anyway). Kept:
+    each image's id, size, source and source id, and its shard. ``advance(n, k)``: after shard k of n."""
     from ..shards import read_manifest  # noqa: PLC0415
 
     manifest = read_manifest(gt)
     images: list = []
     image_shard: list = []
-    problems: list = []
-    where = ""
-    rules = Rules(lambda item, text: problems.append(DatasetError(text, where, item)))
+    seen: dict = {}
+    ann_ids: list = []  # per shard, its annotation ids (int64), or None when some id is not an integer
+    paths: list = []
     for k, entry in enumerate(manifest.shards):
         g = _read_shard(manifest, entry)
-        where = g.path
-        rules.begin_part(g.path)
-        for i, im in enumerate(g.images):
-            rules.image(i, im)
-        if problems:
-            raise_problems(problems)
+        paths.append(g.path)
+        for im in g.images:
+            if seen.setdefault(im["id"], k) != k:
+                raise DatasetError(f"duplicate image id (also in {paths[seen[im['id']]]})", g.path,
+                                   f"image {im['id']!r}")
+        ids = _annotation_ids(g)[0]
+        ann_ids.append(np.array(ids, np.int64) if all(type(i) is int for i in ids) else None)
         images.extend({key: im[key] for key in _IMAGE_KEYS if key in im} for im in g.images)
         image_shard.extend([k] * len(g.images))
-        del g
+        del g, ids
+        if advance is not None:
+            advance(len(manifest.shards), k)
     if not manifest.shards:
         raise DatasetError("a sharded dataset without shards", gt)
+    if all(a is not None for a in ann_ids):  # else pass two refuses the shard's non-integer id (ape.prepare)
+        _unique_across_shards(ann_ids, paths)
     return LoadedGT(images, [], "entity-shards", str(gt), shards=str(gt), image_shard=image_shard,
                     shard_files=[entry.file for entry in manifest.shards])
+
+
+def _unique_across_shards(ann_ids: list, paths: list) -> None:
+    """Refuse an annotation id found in two shards (``ann_ids``: int64 per shard), naming both, in
+    the words of ``entitykit check``; a duplicate inside one shard is that shard's reader's."""
+    ids = np.concatenate(ann_ids) if ann_ids else np.zeros(0, np.int64)
+    shard = np.repeat(np.arange(len(ann_ids)), [len(a) for a in ann_ids])
+    order = np.argsort(ids, kind="stable")
+    ids, shard = ids[order], shard[order]
+    dup = np.flatnonzero((ids[1:] == ids[:-1]) & (shard[1:] != shard[:-1]))
+    if dup.size:
+        k = int(dup[0])
+        raise DatasetError(f"duplicate annotation id (also in {paths[int(shard[k])]})", paths[int(shard[k + 1])],
+                           f"annotation {int(ids[k])!r}")
 
 
 def gt_parts(g: LoadedGT) -> Any:
