@@ -212,3 +212,12 @@ def test_progress_names_the_shard_passes(data, monkeypatch, capfd):
     evaluate(folder, res, progress=True)
     err = capfd.readouterr().err
     assert "reading 3 shards" in err and "scoring 3 shards" in err, err
+
+
+def test_png_folders_for_formats_without_pngs_are_said_to_be_ignored(data, tmp_path):
+    whole, folder, res = data
+    for gt in (whole, folder):
+        w = evaluate(gt, res, gt_png_dir=tmp_path, pred_png_dir=tmp_path).warnings
+        assert any(x.startswith("--gt-png-dir is ignored") for x in w), w
+        assert any(x.startswith("--pred-png-dir is ignored") and "COCO results" in x for x in w), w
+    assert not any("png-dir" in x for x in evaluate(whole, res).warnings)

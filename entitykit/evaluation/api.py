@@ -186,6 +186,14 @@ def _evaluate(gt, pred, gt_png_dir, pred_png_dir, pred_format, overlap, max_dets
     steps.advance(1)
     timings["load"] = time.perf_counter() - t0
     warnings = list(g.warnings) + list(p.warnings)
+    if gt_png_dir is not None and g.fmt != "coco-panoptic":
+        warnings.append("--gt-png-dir is ignored: it is the PNG folder of COCO panoptic ground truth, and this "
+                        "ground truth is an entity dataset (its masks are RLE)")
+    if pred_png_dir is not None and p.fmt != "panoptic":
+        these = ("entitykit predictions (their id maps are named in predictions.json)" if p.fmt == "entitykit"
+                 else "COCO results (RLE)")
+        warnings.append(f"--pred-png-dir is ignored: it is the PNG folder of COCO panoptic predictions, and these "
+                        f"are {these}")
     area_applied, n_without_box = ape.apply_area_rule(p.items, area_rule, p.path)
     if n_without_box:
         warnings.append(f"{n_without_box} result(s) have no bbox though the first has one: their S/M/L area is "
