@@ -34,9 +34,11 @@ _HEAD = 4096  # bytes looked at before a file is read ahead: only what a compile
 
 def read_bytes(path: str | os.PathLike) -> bytearray:
     """The file's bytes in a bytearray (the compiled reader leaves the RLE strings in it, in place).
-    OSError as ``open`` / ``read`` raise it."""
+    The bytearray is allocated without zeroing (``_cscan.buffer``: ``bytearray(n)`` zeroes it holding
+    the GIL, stalling the thread that imports meanwhile) and filled by one read; a shorter read is
+    cut to what was read. OSError as ``open`` / ``read`` raise it."""
     with open(path, "rb") as f:
-        raw = bytearray(os.fstat(f.fileno()).st_size)
+        raw = _cscan.buffer(os.fstat(f.fileno()).st_size)
         got = f.readinto(raw)
         if got < len(raw):
             del raw[got:]

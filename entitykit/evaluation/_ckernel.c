@@ -13,9 +13,9 @@
  * and IoU threshold, plus panopticapi's class-agnostic PQ counts.
  *
  * Intersections: when the ground truth of an image is non-overlapping (the entity case), its runs
- * are sorted once and each prediction's runs are walked over them as they are decoded (whether the
- * predictions overlap one another or not); ground truth that overlaps: each pair of masks is
- * merged on its own, as pycocotools' rleIou. Either way IoU = intersection / union as float64 of
+ * are sorted once into pieces of the pixel line and each prediction's runs are walked over them
+ * (whether the predictions overlap one another or not); ground truth that overlaps: each pair of
+ * masks is merged on its own, as pycocotools' rleIou. Either way IoU = intersection / union as float64 of
  * two integers, the division pycocotools' C code does, so the values are bit-identical.
  *
  * Boundary mode (optional `bands`): one band RLE per GT and prediction; the IoU used for matching
@@ -77,22 +77,6 @@ static inline int read_count(const uint8_t *buf, i64 *pp, i64 e, i64 *out) {
     return 0;
 }
 
-/* read_count with the common case first: a count of one character (c < 32: no continuation bit;
- * value c & 0x1F, sign bit 0x10), ~80% of the counts of COCO-size masks. Same result as
- * read_count; measured on the 5,000-image set, one thread: evaluate_images 0.935 s -> 0.898 s. */
-static inline int next_count(const uint8_t *buf, i64 *pp, i64 e, i64 *out) {
-    const i64 p = *pp;
-    if (p < e) {
-        const int c = (int)buf[p] - 48;
-        if ((unsigned)c < 32u) {
-            *out = (i64)((c ^ 0x10) - 0x10);
-            *pp = p + 1;
-            return 0;
-        }
-    }
-    return read_count(buf, pp, e, out);
-}
-
 /* Mark pixels [s, e) (0 <= s < e, e <= 64 * words of bits) in a bitmap; returns non-zero when
  * one of them was marked before. */
 static inline uint64_t mark_run(uint64_t *bits, i64 s, i64 e) {
@@ -109,111 +93,172 @@ static inline uint64_t mark_run(uint64_t *bits, i64 s, i64 e) {
     return hit;
 }
 
-/* The sorted runs of a partition (ground truth) that the runs of predictions are walked over:
- * runs ls/le/ll[0..n) (start, end, mask) ascending and disjoint, then three sentinels (start
- * and end INT64_MAX, mask 0); bst[b] = the first run starting at or after b << sh; ls NULL: no
- * walk. bits: NULL, or a bitmap of the pixels of the predictions' runs seen so far (the
- * prediction-side overlap test); skip: stop walking once they overlap. fl: DT_OVERLAP found. */
+/* The pieces that the runs of predictions are walked over: ground truth that is a partition, cut
+ * along the pixel line [0, npix) into pieces q = [pc[q].b, pc[q + 1].b), ascending and contiguous
+ * (pc[n].b = npix, then a sentinel piece), each a run of one GT mask g (pc[q].o = g * D, its row
+ * of the intersection table) or a gap between runs (pc[q].o = G * D, the table's spare row, never
+ * read); 32-bit positions and offsets (image_inter uses the walk only where they fit). pq[k] = the
+ * first piece starting at or after pixel k << sh. pc NULL: no walk. bits: NULL, or a bitmap of
+ * the pixels of the predictions' runs seen so far (the prediction-side overlap test); skip: stop
+ * walking once they overlap. fl: DT_OVERLAP found. */
 typedef struct {
-    const i64 *ls, *le, *bst;
-    const int32_t *ll;
-    i64 D;
+    int32_t b, o;
+} Piece;
+
+typedef struct {
+    const Piece *pc;
+    const int32_t *pq;
     int sh, skip, fl;
     uint64_t *bits;
 } Walk;
 
-/* Add the overlap of prediction run [s, e) with each ground-truth run to col[g * D]. */
-static inline void walk_run(const i64 *restrict ls, const i64 *restrict le, const int32_t *restrict ll,
-                            const i64 *restrict bst, int sh, i64 D, i64 *restrict col, i64 s, i64 e) {
-    /* only the run just before bucket s >> sh can cover s: the runs are disjoint */
-    i64 p = bst[s >> sh];
-    p -= p > 0;
-    p += le[p] <= s;
-    while (le[p] <= s) p++;
-    /* runs p and p + 1 unconditionally (an overlap of 0 adds nothing), then any further ones */
-    i64 a = ls[p] > s ? ls[p] : s, b = le[p] < e ? le[p] : e;
-    col[(i64)ll[p] * D] += b > a ? b - a : 0;
-    a = ls[p + 1] > s ? ls[p + 1] : s, b = le[p + 1] < e ? le[p + 1] : e;
-    col[(i64)ll[p + 1] * D] += b > a ? b - a : 0;
-    for (p += 2; ls[p] < e; p++) {
-        a = ls[p] > s ? ls[p] : s, b = le[p] < e ? le[p] : e;
-        col[(i64)ll[p] * D] += b - a;
+/* Add the overlap of prediction run [s, e) (0 <= s < e <= npix) with each piece to col[pc[q].o]:
+ * the piece holding s from the bucket table (about one piece per bucket), then piece by piece.
+ * No gap to fill between GT runs: a run inside one piece is one lookup and one add. */
+static inline void walk_run(const Piece *restrict pc, const int32_t *restrict pq, int sh, i64 *restrict col,
+                            i64 s, i64 e) {
+    i64 q = pq[s >> sh];
+    q -= q > 0; /* the piece before the bucket's first can hold s */
+    q += pc[q + 1].b <= s;
+    while (pc[q + 1].b <= s) q++;
+    /* pieces q and q + 1 without a branch (an overlap of 0 adds nothing), then any further ones */
+    const i64 b1 = pc[q + 1].b, b2 = pc[q + 2].b;
+    col[pc[q].o] += (b1 < e ? b1 : e) - s;
+    col[pc[q + 1].o] += b1 < e ? (b2 < e ? b2 : e) - b1 : 0;
+    if (b2 < e) {
+        s = b2;
+        q += 2;
+        i64 b = pc[q + 1].b;
+        while (b < e) {
+            col[pc[q].o] += b - s;
+            s = b;
+            q++;
+            b = pc[q + 1].b;
+        }
+        col[pc[q].o] += e - s;
     }
 }
 
-/* One mask's string buf[p..end): its runs either stored (rs/re/rl from *r on, labelled j) or,
- * with wk, walked into col (inter + j) and marked in wk->bits while they stay inside the image.
- * *area = pixels. Returns 0, RLE_MALFORMED or RLE_WRONG_TOTAL (runs not covering npix pixels). */
-static inline int decode_one(const uint8_t *buf, i64 p, i64 end, i64 npix, i64 *area, i64 *rs, i64 *re,
-                             i64 *rl, i64 *r, i64 j, Walk *wk, i64 *col) {
-    /* the walk's state in locals (no aliasing with the writes to col and bits) */
-    const i64 *ls = wk ? wk->ls : NULL, *le = wk ? wk->le : NULL, *bst = wk ? wk->bst : NULL;
-    const int32_t *ll = wk ? wk->ll : NULL;
-    const i64 D = wk ? wk->D : 0;
-    const int sh = wk ? wk->sh : 0, skip = wk ? wk->skip : 0;
-    uint64_t *bits = wk ? wk->bits : NULL;
-    int fl = 0, st = RLE_OK;
-    i64 m = 0, prev1 = 0, prev2 = 0, pos = 0, tot = 0;
+/* One count into the uint64_t x (one character: the common case, ~80% of the counts of COCO-size
+ * masks; else read_count); a malformed number jumps to `bad`. Needs p < end. */
+#define NEXT_COUNT(x, bad)                                                          \
+    do {                                                                            \
+        const unsigned c_ = (unsigned)buf[p] - 48u;                                  \
+        if (c_ < 32u) {                                                              \
+            x = (uint64_t)(i64)(((int)c_ ^ 0x10) - 0x10);                            \
+            p++;                                                                     \
+        } else if (c_ < 64u && p + 1 < end && (unsigned)buf[p + 1] - 48u < 32u) {    \
+            const int v2_ = (int)(c_ & 0x1F) | (((int)buf[p + 1] - 48) << 5);         \
+            x = (uint64_t)(i64)((v2_ ^ 0x200) - 0x200);                              \
+            p += 2;                                                                  \
+        } else {                                                                     \
+            i64 v_;                                                                  \
+            if (read_count(buf, &p, end, &v_) < 0) goto bad;                         \
+            x = (uint64_t)v_;                                                        \
+        }                                                                            \
+    } while (0)
+
+/* One mask's string buf[p..end) (pycocotools' rleFrString: counts alternate zeros and ones from a
+ * zero count; from the fourth on, a count is a delta to the one two places earlier, i.e. a running
+ * value per kind; every value must lie in 0..2**32-1, what pycocotools' 32-bit counts hold): its
+ * runs of ones [rs[k], re[k]) for k < *nr, ascending. *area = pixels. Returns 0, RLE_MALFORMED
+ * (*nr, *area undefined) or RLE_WRONG_TOTAL (runs not covering npix pixels). The counts are read
+ * a (ones, zeros) pair per turn after the first three, which have no delta. */
+static inline int decode_rle(const uint8_t *restrict buf, i64 p, const i64 end, const i64 npix, i64 *area,
+                             i64 *restrict rs, i64 *restrict re, i64 *nr) {
+    uint64_t x, z = 0, o = 0;
+    i64 pos = 0, tot = 0, n = 0;
+#define ONES_RUN()                                                                  \
+    do {                                                                            \
+        if (o > 0) {                                                                \
+            rs[n] = pos;                                                            \
+            pos += (i64)o;                                                          \
+            re[n++] = pos;                                                          \
+            tot += (i64)o;                                                          \
+        }                                                                           \
+    } while (0)
+    if (p < end) { /* count 0: zeros */
+        NEXT_COUNT(x, malformed);
+        if (x > 0xFFFFFFFFu) goto malformed;
+        z = x;
+        pos += (i64)z;
+    }
+    if (p < end) { /* count 1: ones */
+        NEXT_COUNT(x, malformed);
+        if (x > 0xFFFFFFFFu) goto malformed;
+        o = x;
+        ONES_RUN();
+    }
+    if (p < end) { /* count 2: zeros, still no delta */
+        NEXT_COUNT(x, malformed);
+        if (x > 0xFFFFFFFFu) goto malformed;
+        z = x;
+        pos += (i64)z;
+    }
     while (p < end) {
-        i64 x;
-        if (next_count(buf, &p, end, &x) < 0) {
-            st = RLE_MALFORMED;
-            break;
-        }
-        if (m > 2) x = (i64)((uint64_t)x + (uint64_t)prev2);
-        if (x < 0 || x > 0xFFFFFFFFLL) {
-            st = RLE_MALFORMED;
-            break;
-        }
-        if ((m & 1) && x > 0) {
-            if (wk) {
-                if (pos + x <= npix) {
-                    if (bits && mark_run(bits, pos, pos + x)) {
-                        fl = DT_OVERLAP;
-                        bits = NULL;
-                        if (skip) ls = NULL;
-                    }
-                    if (ls) walk_run(ls, le, ll, bst, sh, D, col, pos, pos + x);
-                }
-            } else {
-                rs[*r] = pos;
-                re[*r] = pos + x;
-                rl[*r] = j;
-                (*r)++;
-            }
-            tot += x;
-        }
-        pos += x;
-        prev2 = prev1;
-        prev1 = x;
-        m++;
+        NEXT_COUNT(x, malformed);
+        o += x;
+        if (o > 0xFFFFFFFFu) goto malformed;
+        ONES_RUN();
+        if (p >= end) break;
+        NEXT_COUNT(x, malformed);
+        z += x;
+        if (z > 0xFFFFFFFFu) goto malformed;
+        pos += (i64)z;
     }
-    if (wk) {
-        wk->fl |= fl;
-        wk->bits = bits;
-        wk->ls = ls;
-    }
-    if (st != RLE_OK) return st;
+#undef ONES_RUN
+    *nr = n;
     *area = tot;
     return pos == npix ? RLE_OK : RLE_WRONG_TOTAL;
+malformed:
+    return RLE_MALFORMED;
 }
 
 /* Decode masks 0..n-1 (strings buf[s[j]..e[j])) into runs [rs, re) from index n0 on, labelled
- * with the mask index j (mstart[j]..mstart[j+1] are mask j's runs, ascending), or with wk, walk
- * them (walk_run, column inter + j; mstart unused). area[j] = pixels, status[j] = bad_code if
+ * with the mask index j in rl (mstart[j]..mstart[j+1] are mask j's runs, ascending), or with wk,
+ * walk them (each mask's runs decoded into rs / re from n0 on, then marked in wk->bits and walked
+ * into column inter + j; mstart and rl unused). area[j] = pixels, status[j] = bad_code if
  * malformed, RLE_WRONG_TOTAL (or bad_code when bad_code is not RLE_MALFORMED) if the runs do not
- * cover npix pixels. Returns the number of runs stored, -1 if some mask is bad. */
+ * cover npix pixels (a bad mask is not walked). Returns the number of runs stored, -1 if some
+ * mask is bad. */
 static i64 decode_masks(const uint8_t *buf, const i64 *s, const i64 *e, i64 n, i64 npix, i64 *rs,
                         i64 *re, i64 *rl, i64 *mstart, i64 *area, int8_t *status, i64 n0,
                         int8_t bad_code, Walk *wk, i64 *inter) {
     i64 r = n0;
     int bad = 0;
     for (i64 j = 0; j < n; j++) {
-        if (!wk) mstart[j] = r;
-        const int st = decode_one(buf, s[j], e[j], npix, area + j, rs, re, rl, &r, j, wk, inter + j);
-        if (st == RLE_OK) continue;
-        status[j] = st == RLE_MALFORMED || bad_code != RLE_MALFORMED ? bad_code : RLE_WRONG_TOTAL;
-        bad = 1;
+        i64 nr = 0;
+        const int st = decode_rle(buf, s[j], e[j], npix, area + j, rs + r, re + r, &nr);
+        if (st != RLE_OK) {
+            status[j] = st == RLE_MALFORMED || bad_code != RLE_MALFORMED ? bad_code : RLE_WRONG_TOTAL;
+            bad = 1;
+            if (!wk) mstart[j] = r;
+            continue;
+        }
+        if (!wk) {
+            mstart[j] = r;
+            for (i64 k = r; k < r + nr; k++) rl[k] = j;
+            r += nr;
+            continue;
+        }
+        /* every run lies inside the image (the string covers npix pixels) */
+        const i64 *restrict ms = rs + r, *restrict me = re + r;
+        if (wk->bits) {
+            uint64_t hit = 0;
+            for (i64 k = 0; k < nr; k++) hit |= mark_run(wk->bits, ms[k], me[k]);
+            if (hit) {
+                wk->fl |= DT_OVERLAP;
+                wk->bits = NULL;
+                if (wk->skip) wk->pc = NULL;
+            }
+        }
+        if (wk->pc) {
+            const Piece *pc = wk->pc;
+            const int32_t *pq = wk->pq;
+            const int sh = wk->sh;
+            i64 *col = inter + j;
+            for (i64 k = 0; k < nr; k++) walk_run(pc, pq, sh, col, ms[k], me[k]);
+        }
     }
     if (!wk) mstart[n] = r;
     return bad ? -1 : r - n0;
@@ -244,7 +289,7 @@ enum {
     W_BRS, W_BRE, W_BRL, W_BGMS, W_BDMS, W_BINTER, W_GBA, W_DBA,
     W_PG, W_PD, W_PIT, W_PIOU, W_PM, W_COV, W_CRI, W_GMAT, W_DMAT,
     W_NEG, W_DSORT, W_TMP, W_RANK, W_CSTART, W_CG, W_CV, W_GIG, W_TAKEN,
-    W_BST, W_GS, W_GE, W_GL, W_BITS, W_N
+    W_BST, W_GS, W_GE, W_GL, W_BITS, W_PC, W_PQ, W_THR, W_N
 };
 
 typedef struct {
@@ -298,15 +343,19 @@ static void pairwise(const i64 *rs, const i64 *re, const i64 *gms, const i64 *dm
  * to be trusted; every string is still decoded: areas and statuses).
  *
  * Ground truth that is a partition (the entity case): its runs are sorted by start (counting sort
- * on start >> sh, about one run per bucket, then an insertion sort within buckets), and each
- * prediction's runs, ascending as decoded, are walked over that list as they come out of the
- * decoder (walk_run): no sort of the predictions' runs, which overlap one another or not. The
- * predictions' overlap test is a bitmap of the image's pixels (mark_run). Measured on the
- * 5,000-image set, one thread, same-process A/B against the former bucket sort of both sides'
- * runs and one sweep (identical outputs): ape.evaluate_all 0.683 s -> 0.620 s (min of 12);
- * boundary mode 1.89 s -> 1.67 s (min of 6, loaded machine); --overlap allow with overlapping
- * predictions (formerly pairwise; 300 synthetic images) 0.077 s -> 0.040 s.
- * Ground truth that overlaps: pairwise. */
+ * on start >> sh0, about one run per bucket, then an insertion sort within buckets) and, with the
+ * gaps between them, cut the pixel line into contiguous pieces (Walk) with a bucket index; each
+ * prediction is decoded into its runs, which are marked in a bitmap of the image's pixels (the
+ * predictions' overlap test, mark_run) and walked over the pieces (walk_run): no sort of the
+ * predictions' runs, which overlap one another or not. Measured on the 5,000-image set, one
+ * thread, same-process A/B (evaluate_images on the inputs of ape.evaluate_all, identical outputs,
+ * loaded machine) against the former walk over the sorted runs themselves, run by run as they
+ * were decoded: 0.607 s -> 0.497 s CPU (min of 6); callgrind, 300-image set: 392M -> 292M
+ * instructions. Earlier, that walk against a bucket sort of both sides' runs and one sweep:
+ * 0.683 s -> 0.620 s; --overlap allow with overlapping predictions (formerly pairwise; 300
+ * synthetic images) 0.077 s -> 0.040 s.
+ * Ground truth that overlaps, or an image too large for the walk's 32-bit pieces (more than
+ * 2**31 - 2 pixels, or (G + 1) * D >= 2**31): pairwise. */
 typedef struct {
     int rs, re, rl, gms, dms, inter;
 } Slots;
@@ -322,31 +371,33 @@ static int image_inter(Work *w, Slots sl, const uint8_t *gbuf, const i64 *gs, co
     i64 nr = ch / 2 + 2;
     i64 *rs = GROW(w, sl.rs, i64, nr), *re = GROW(w, sl.re, i64, nr), *rl = GROW(w, sl.rl, i64, nr);
     i64 *gms = GROW(w, sl.gms, i64, G + 1), *dms = GROW(w, sl.dms, i64, D + 1);
-    i64 *inter = GROW(w, sl.inter, i64, G * D);
+    i64 *inter = GROW(w, sl.inter, i64, (G + 1) * D); /* + the spare row of the walk */
     if (!rs || !re || !rl || !gms || !dms || !inter) return -2;
     *inter_out = inter;
     const i64 ng = decode_masks(gbuf, gs, ge, G, npix, rs, re, rl, gms, garea, gstat, 0, bad_code, NULL, NULL);
     if (ng < 0) return -1;
     int fl = 0;
-    int sh = 0;
-    while (sh < 40 && ((i64)2 << sh) * (ng + 1) <= npix) sh++;
-    const i64 nb = (npix >> sh) + 1, nw = npix / 64 + 1;
-    i64 *bst = GROW(w, W_BST, i64, nb + 1);
-    i64 *ls = GROW(w, W_GS, i64, ng + 3), *le = GROW(w, W_GE, i64, ng + 3);
-    int32_t *ll = GROW(w, W_GL, int32_t, ng + 3);
+    const i64 nw = npix / 64 + 1;
+    i64 *ls = GROW(w, W_GS, i64, ng + 1), *le = GROW(w, W_GE, i64, ng + 1);
+    int32_t *ll = GROW(w, W_GL, int32_t, ng + 1);
     uint64_t *bits = dt_flag ? GROW(w, W_BITS, uint64_t, nw) : NULL;
-    if (!bst || !ls || !le || !ll || (dt_flag && !bits)) return -2;
-    memset(bst, 0, (size_t)(nb + 1) * sizeof(i64));
-    for (i64 i = 0; i < ng; i++) bst[(rs[i] >> sh) + 1]++;
-    for (i64 b = 0; b < nb; b++) bst[b + 1] += bst[b];
+    if (!ls || !le || !ll || (dt_flag && !bits)) return -2;
+    /* the GT runs by start: counting sort on start >> sh0 (about one run per bucket), then an
+     * insertion sort within buckets */
+    int sh0 = 0;
+    while (sh0 < 40 && ((i64)2 << sh0) * (ng + 1) <= npix) sh0++;
+    const i64 nb0 = (npix >> sh0) + 1;
+    i64 *bst = GROW(w, W_BST, i64, nb0 + 1);
+    if (!bst) return -2;
+    memset(bst, 0, (size_t)(nb0 + 1) * sizeof(i64));
+    for (i64 i = 0; i < ng; i++) bst[(rs[i] >> sh0) + 1]++;
+    for (i64 b = 0; b < nb0; b++) bst[b + 1] += bst[b];
     for (i64 i = 0; i < ng; i++) {
-        const i64 k = bst[rs[i] >> sh]++;
+        const i64 k = bst[rs[i] >> sh0]++;
         ls[k] = rs[i];
         le[k] = re[i];
         ll[k] = (int32_t)rl[i];
     }
-    for (i64 b = nb; b > 0; b--) bst[b] = bst[b - 1]; /* back to bucket starts */
-    bst[0] = 0;
     for (i64 i = 1; i < ng; i++) {
         if (ls[i - 1] <= ls[i]) continue;
         const i64 vs = ls[i], ve = le[i];
@@ -364,7 +415,9 @@ static int image_inter(Work *w, Slots sl, const uint8_t *gbuf, const i64 *gs, co
             break;
         }
     if (bits) memset(bits, 0, (size_t)nw * sizeof(uint64_t));
-    if (fl & GT_OVERLAP) {
+    /* the walk's pieces hold 32-bit positions and table offsets: a larger image is measured
+     * pairwise (same intersections) */
+    if ((fl & GT_OVERLAP) || npix > INT32_MAX - 1 || (G + 1) * D > INT32_MAX) {
         const i64 nd = decode_masks(dbuf, ds, de, D, npix, rs, re, rl, dms, darea, dstat, ng, bad_code, NULL, NULL);
         if (nd < 0) return -1;
         for (i64 r = ng; r < ng + nd && bits; r++)
@@ -376,12 +429,28 @@ static int image_inter(Work *w, Slots sl, const uint8_t *gbuf, const i64 *gs, co
         pairwise(rs, re, gms, dms, G, D, h, inter);
         return fl;
     }
-    for (i64 i = ng; i < ng + 3; i++) { /* sentinels: walk_run reads up to run p + 2 */
-        ls[i] = le[i] = INT64_MAX;
-        ll[i] = 0;
+    /* the pieces (Walk): the sorted runs (every end <= npix: the GT strings were checked) with the
+     * gaps between them, offsets into the table with its spare row G */
+    Piece *pc = GROW(w, W_PC, Piece, 2 * ng + 3);
+    if (!pc) return -2;
+    i64 np = 0, cur = 0;
+    for (i64 i = 0; i < ng; i++) {
+        if (ls[i] > cur) pc[np].b = (int32_t)cur, pc[np++].o = (int32_t)(G * D);
+        pc[np].b = (int32_t)ls[i], pc[np++].o = (int32_t)(ll[i] * D);
+        cur = le[i];
     }
-    memset(inter, 0, (size_t)(G * D) * sizeof(i64));
-    Walk k = {ng ? ls : NULL, le, bst, ll, D, sh, skip_dt_overlap, 0, bits};
+    if (cur < npix || np == 0) pc[np].b = (int32_t)cur, pc[np++].o = (int32_t)(G * D);
+    pc[np].b = pc[np + 1].b = (int32_t)npix, pc[np].o = pc[np + 1].o = (int32_t)(G * D); /* + a sentinel */
+    int sh = 0;
+    while (sh < 40 && ((i64)2 << sh) * np <= npix) sh++;
+    const i64 nb = (npix >> sh) + 1;
+    int32_t *pq = GROW(w, W_PQ, int32_t, nb + 1);
+    if (!pq) return -2;
+    memset(pq, 0, (size_t)(nb + 1) * sizeof(int32_t));
+    for (i64 q = 0; q < np; q++) pq[(pc[q].b >> sh) + 1]++;
+    for (i64 k = 0; k < nb; k++) pq[k + 1] += pq[k];
+    memset(inter, 0, (size_t)((G + 1) * D) * sizeof(i64));
+    Walk k = {ng ? pc : NULL, pq, sh, skip_dt_overlap, 0, bits};
     if (decode_masks(dbuf, ds, de, D, npix, rs, re, rl, dms, darea, dstat, ng, bad_code, &k, inter) < 0) return -1;
     return fl | k.fl;
 }
@@ -465,11 +534,9 @@ static int run_images(const Job *J) {
             if (bf == -1) { J->img_flags[im] |= BAD_BAND; continue; }
         }
         /* the non-zero intersections as a sparse list, GT-major (GT ascending per prediction) */
-        i64 npairs = 0;
-        for (i64 k = 0; k < G * D; k++) npairs += inter[k] > 0;
-        i64 *pg = GROW(w, W_PG, i64, npairs), *pd = GROW(w, W_PD, i64, npairs);
-        i64 *pit = GROW(w, W_PIT, i64, npairs);
-        double *piou = GROW(w, W_PIOU, double, npairs), *pm = GROW(w, W_PM, double, npairs);
+        i64 *pg = GROW(w, W_PG, i64, G * D), *pd = GROW(w, W_PD, i64, G * D);
+        i64 *pit = GROW(w, W_PIT, i64, G * D);
+        double *piou = GROW(w, W_PIOU, double, G * D), *pm = GROW(w, W_PM, double, G * D);
         if (!pg || !pd || !pit || !piou || !pm) { rc = -2; break; }
         i64 k = 0;
         for (i64 g = 0; g < G; g++) {
@@ -500,6 +567,7 @@ static int run_images(const Job *J) {
             }
             J->best_iou_gt[g_lo + g] = b;
         }
+        const i64 npairs = k;
         /* class-agnostic PQ (partitions only): panopticapi's rules with void = pixels of no GT */
         if (!gov && !dov) {
             i64 *covered = GROW(w, W_COV, i64, D), *crowd_it = GROW(w, W_CRI, i64, D);
@@ -569,8 +637,11 @@ static int run_images(const Job *J) {
         const i64 cnt = cstart[nk + 1];
         i64 *cg = GROW(w, W_CG, i64, cnt);
         double *cv = GROW(w, W_CV, double, cnt);
-        uint8_t *gig = GROW(w, W_GIG, uint8_t, G), *taken = GROW(w, W_TAKEN, uint8_t, G);
-        if (!cg || !cv || !gig || !taken) { rc = -2; break; }
+        const i64 AT = A * T;
+        /* gig[a * G + g]: range a ignores GT g; taken[(a * T + t) * G + g]: g matched at (a, t) */
+        uint8_t *gig = GROW(w, W_GIG, uint8_t, A * G), *taken = GROW(w, W_TAKEN, uint8_t, AT * G);
+        double *thrs = GROW(w, W_THR, double, T);
+        if (!cg || !cv || !gig || !taken || !thrs) { rc = -2; break; }
         for (i64 q = 0; q < npairs; q++) {
             const i64 r = rank[pd[q]];
             if (r < nk && pm[q] >= 0.5) {
@@ -583,37 +654,51 @@ static int run_images(const Job *J) {
             const double lo_a = J->area_rng[2 * a], hi_a = J->area_rng[2 * a + 1];
             for (i64 g = 0; g < G; g++) {
                 const double ga = J->g_area_json[g_lo + g];
-                gig[g] = crowd_raw[g] != 0 || ga < lo_a || ga > hi_a;
+                gig[a * G + g] = crowd_raw[g] != 0 || ga < lo_a || ga > hi_a;
             }
-            for (i64 t = 0; t < T; t++) {
-                double thr = J->iou_thrs[t];
-                if (thr > 1 - 1e-10) thr = 1 - 1e-10;
-                memset(taken, 0, (size_t)G);
-                for (i64 r = 0; r < nk; r++) {
-                    const i64 d = d_lo + dsort[r];
-                    double best = thr;
+        }
+        for (i64 t = 0; t < T; t++) thrs[t] = J->iou_thrs[t] > 1 - 1e-10 ? 1 - 1e-10 : J->iou_thrs[t];
+        memset(taken, 0, (size_t)(AT * G));
+        /* pycocotools' greedy matcher, one pass over the detections by score for every (area range,
+         * threshold) at once: the matches of (a, t) depend only on the detections before in that
+         * order. A detection without a candidate matches nothing anywhere. (callgrind, 300-image
+         * set: the per-image matching and bookkeeping 57.8M -> 27.6M instructions against one pass
+         * per (a, t).) */
+        for (i64 r = 0; r < nk; r++) {
+            const i64 d = d_lo + dsort[r], c0 = cstart[r], c1 = cstart[r + 1];
+            uint8_t *mo = J->match + d * AT, *io = J->ign + d * AT;
+            const double da = J->d_area[d];
+            for (i64 a = 0; a < A; a++) {
+                const double lo_a = J->area_rng[2 * a], hi_a = J->area_rng[2 * a + 1];
+                const uint8_t out_a = (da < lo_a || da > hi_a) ? 1 : 0;
+                if (c0 == c1) {
+                    for (i64 t = 0; t < T; t++) mo[a * T + t] = 0, io[a * T + t] = out_a;
+                    continue;
+                }
+                const uint8_t *gi = gig + a * G;
+                for (i64 t = 0; t < T; t++) {
+                    uint8_t *tk = taken + (a * T + t) * G;
+                    double best = thrs[t];
                     i64 m = -1;
                     /* pycocotools scans GT with non-ignored first; an ignored GT is only
                      * considered when no non-ignored one matched; equal IoU: later GT wins */
                     for (int pass_ig = 0; pass_ig < 2 && m < 0; pass_ig++) {
-                        for (i64 c = cstart[r]; c < cstart[r + 1]; c++) {
+                        for (i64 c = c0; c < c1; c++) {
                             const i64 g = cg[c];
-                            if (gig[g] != pass_ig) continue;
-                            if (taken[g] && crowd_raw[g] == 0) continue;
+                            if (gi[g] != pass_ig) continue;
+                            if (tk[g] && crowd_raw[g] == 0) continue;
                             if (cv[c] < best) continue;
                             best = cv[c];
                             m = g;
                         }
                     }
-                    const i64 o = (d * A + a) * T + t;
                     if (m >= 0) {
-                        taken[m] = 1;
-                        J->match[o] = 1;
-                        J->ign[o] = gig[m] ? 1 : 0;
+                        tk[m] = 1;
+                        mo[a * T + t] = 1;
+                        io[a * T + t] = gi[m];
                     } else {
-                        const double da = J->d_area[d];
-                        J->match[o] = 0;
-                        J->ign[o] = (da < lo_a || da > hi_a) ? 1 : 0;
+                        mo[a * T + t] = 0;
+                        io[a * T + t] = out_a;
                     }
                 }
             }
@@ -999,19 +1084,24 @@ static int run_accumulate(const Acc *C) {
             PREFETCH(C->match + dn * AT), PREFETCH(C->match + dn * AT + AT - 1);
             PREFETCH(C->ign + dn * AT), PREFETCH(C->ign + dn * AT + AT - 1);
         }
+        /* any true positive (matched, not ignored) in this detection's row? */
+        uint8_t any_tp = 0;
+        for (i64 at = 0; at < AT; at++) any_tp |= (uint8_t)((mt[at] != 0) & (ig[at] == 0));
         for (i64 m = 0; m < M; m++) {
             if (rk >= C->max_dets[m]) continue;
             if (nd[m]++ == 0) first_sc[m] = sc;
+            /* false positives without a branch per (a, t) (counts of ranges without GT are never
+             * read); the true-positive pass only for a row that has one. 5,000-image set, same
+             * process, min of 7, identical arrays: this pass 0.026 s -> 0.018 s */
+            i64 *fpm = fp + m * AT;
+            for (i64 at = 0; at < AT; at++) fpm[at] += (mt[at] | ig[at]) == 0;
+            if (!any_tp) continue;
             for (i64 a = 0; a < A; a++) {
                 if (C->npig[a] == 0) continue;
                 const double fn = fnpig[a];
                 for (i64 t = 0; t < T; t++) {
                     const i64 at = a * T + t, s = m * AT + at;
-                    if (ig[at]) continue;
-                    if (!mt[at]) {
-                        fp[s]++;
-                        continue;
-                    }
+                    if (ig[at] || !mt[at]) continue;
                     const double ftp = (double)++tp[s];
                     const double p = ftp / ((double)fp[s] + ftp + eps);
                     i64 k = nxt[s];

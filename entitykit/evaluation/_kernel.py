@@ -7,12 +7,14 @@ re-implemented), check that each side is a partition, measure every non-zero int
 run pycocotools' greedy matcher for every area range and IoU threshold.
 
 Intersections: when the ground truth of an image is non-overlapping (the entity case), its runs
-are sorted once by start and each prediction's runs (ascending, as decoded) are walked over them,
-whether the predictions overlap one another or not (no pairwise IoU, no sort of the predictions'
-runs; their overlap test is a bitmap of the image); ground truth that overlaps: each pair of masks
-is merged on its own, exactly like pycocotools' ``rleIou``. ``image_intersections`` exposes that
-measurement for one image. Either way IoU = intersection / union as float64 of two
-integers, the same division pycocotools' C code does, so the values are bit-identical.
+are sorted once by start and, with the gaps between them, cut the image's pixel line into pieces;
+each prediction's runs (ascending, as decoded) are walked over those pieces, whether the
+predictions overlap one another or not (no pairwise IoU, no sort of the predictions' runs; their
+overlap test is a bitmap of the image); ground truth that overlaps (or an image of more than
+2**31 - 2 pixels): each pair of masks is merged on its own, exactly like pycocotools' ``rleIou``.
+``image_intersections`` exposes that measurement for one image. Either way IoU = intersection /
+union as float64 of two integers, the same division pycocotools' C code does, so the values are
+bit-identical.
 
 Boundary mode (``bands``): the IoU used for matching is min(mask IoU, band IoU) for non-crowd
 GT and the mask crowd IoU for crowd GT — boundary-iou-api's ``COCOeval.computeBoundaryIoU``.
