@@ -306,9 +306,8 @@ def _print_shard_run(run, verbose: bool, quiet: bool = False) -> None:
     if quiet:
         return
     part = f" (part {run.part[0]}/{run.part[1]})" if run.part else ""
-    # the output path on a line of its own, never wrapped (a table title folds at the table's width)
-    console.print(f"converted → {escape(str(run.output))}{part}", highlight=False, soft_wrap=True)
-    table = Table(show_header=False)
+    # the part before the path: a long path folds at the table's width (80 columns), the part stays whole
+    table = Table(title=f"converted{part} → {escape(str(run.output))}", show_header=False)
     table.add_column(style="bold", no_wrap=True)
     table.add_column(justify="right", overflow="fold")
     table.add_row("shards", f"{len(run.shards):,} of {run.total_shards:,}: {run.converted:,} converted, "
@@ -335,8 +334,7 @@ def _print_shard_run(run, verbose: bool, quiet: bool = False) -> None:
 
 
 def _print_conversion(conv: dict, output: Path, verbose: bool) -> None:
-    console.print(f"converted → {escape(str(output))}", highlight=False, soft_wrap=True)
-    table = Table(show_header=False)
+    table = Table(title=f"converted → {escape(str(output))}", show_header=False)
     table.add_column(style="bold", no_wrap=True)
     table.add_column(justify="right", overflow="fold")
     rows = [
